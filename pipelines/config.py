@@ -62,7 +62,9 @@ class CatalogConfig(_Frozen):
     path: Path | None = Field(None, description="A user catalog (CSV, JSONL or Parquet); None = bundled.")
 
 
-IntentName = Literal["ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes"]
+IntentName = Literal[
+    "ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes"
+]
 
 
 class SynthesisConfig(_Frozen):

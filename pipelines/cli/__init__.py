@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from pipelines.cli import _common, data, model, registry
+from pipelines.cli import _common, data, model, pipeline, registry
 
 app = typer.Typer(
     name="recipe-embed",
@@ -15,7 +15,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
 
 
 @app.callback()
@@ -27,6 +26,7 @@ _common.register(app)
 data.register(app)
 model.register(app)
 registry.register(app)
+pipeline.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

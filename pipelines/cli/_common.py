@@ -19,13 +19,15 @@ from pipelines.errors import RecipeEmbedError
 HANDLED = (RecipeEmbedError, ConfigError)
 
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", "-p", help="Named profile (default, seed-card, cpu, smoke, auto, ...).")
+    str | None,
+    typer.Option("--profile", "-p", help="Named profile (default, seed-card, cpu, smoke, auto, ...)."),
 ]
 ConfigFileOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML/TOML/JSON file of config overrides.")
 ]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="Override one key, e.g. --set training.epochs=2 (repeatable).")
+    list[str] | None,
+    typer.Option("--set", help="Override one key, e.g. --set training.epochs=2 (repeatable)."),
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])

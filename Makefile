@@ -1,0 +1,60 @@
+# Two commands from a fresh clone:  `make run` (the main job)  and  `make test` (the whole suite).
+VENV        ?= .venv
+PYTHON      ?= python3
+CONSTRAINTS ?= constraints.txt
+PROFILE     ?= auto
+BIN          = $(VENV)/bin
+STAMP        = $(VENV)/.installed
+
+export HF_HUB_OFFLINE = 1
+export TOKENIZERS_PARALLELISM = false
+export PREFECT_SERVER_ANALYTICS_ENABLED = false
+
+.PHONY: install run pipeline test test-fast lint format up down bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	touch $@
+
+## The main job: the train-and-evaluate flow on the embedded default
+## (ephemeral Prefect API, sqlite MLflow under data/, bundled base model, CPU-sized profile without a GPU).
+run: install
+	$(BIN)/python -m flows.train_and_evaluate --profile $(PROFILE)
+
+## The same pipeline without Prefect (scripts, debugging).
+pipeline: install
+	$(BIN)/recipe-embed run --profile $(PROFILE)
+
+## Lint, type-check, then every test: unit, data contracts, integration (real servers), gpu (skipped without CUDA).
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+up: install
+	bash infra/up.sh
+
+down:
+	bash infra/down.sh
+
+bench: install
+	$(BIN)/python bench/synth_bench.py
+	$(BIN)/python bench/eval_speed.py
+	$(BIN)/python bench/train_throughput.py
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

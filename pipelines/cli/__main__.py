@@ -1,0 +1,5 @@
+"""``python -m pipelines.cli`` == ``recipe-embed`` (used for the training child process)."""
+
+from pipelines.cli import main
+
+main()
