@@ -62,9 +62,7 @@ class CatalogConfig(_Frozen):
     path: Path | None = Field(None, description="A user catalog (CSV, JSONL or Parquet); None = bundled.")
 
 
-IntentName = Literal[
-    "ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes"
-]
+IntentName = Literal["ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes"]
 
 
 class SynthesisConfig(_Frozen):
@@ -142,9 +140,7 @@ class EvaluationConfig(_Frozen):
 
 
 class TrackingConfig(_Frozen):
-    tracking_uri: str | None = Field(
-        None, description="None: $MLFLOW_TRACKING_URI, else sqlite under paths.data_dir."
-    )
+    tracking_uri: str | None = Field(None, description="None: $MLFLOW_TRACKING_URI, else sqlite under paths.data_dir.")
     experiment: str = "recipe-embeddings"
     http_request_max_retries: int = Field(2, ge=0)
     http_request_timeout: int = Field(10, ge=1)

@@ -78,9 +78,7 @@ def read_table(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
     p = Path(path)
     kind = TABLE_SUFFIXES.get(p.suffix.lower())
     if kind is None:
-        raise InputError(
-            f"{p}: unsupported format {p.suffix or '(no suffix)'!r}; use .parquet, .csv or .jsonl"
-        )
+        raise InputError(f"{p}: unsupported format {p.suffix or '(no suffix)'!r}; use .parquet, .csv or .jsonl")
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if p.is_dir():

@@ -73,8 +73,7 @@ def dataset_is_complete(data_dir: Path) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return bool(digests) and all(
-        (data_dir / name).exists() and sha256_file(data_dir / name) == digest
-        for name, digest in digests.items()
+        (data_dir / name).exists() and sha256_file(data_dir / name) == digest for name, digest in digests.items()
     )
 
 
@@ -120,9 +119,7 @@ def model_path(model: str) -> str:
     return model
 
 
-def evaluate_stage(
-    cfg: PipelineConfig, model: str, data_dir: str, out_json: str | None = None
-) -> dict[str, float]:
+def evaluate_stage(cfg: PipelineConfig, model: str, data_dir: str, out_json: str | None = None) -> dict[str, float]:
     """Evaluate a model (path, model root, hub id, ``bundled:...`` or ``models:/`` URI) on eval.parquet."""
     import pandas as pd
 
@@ -265,9 +262,7 @@ def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
 # --- the whole pipeline without Prefect ---------------------------------------------------------
 
 
-def run_pipeline(
-    cfg: PipelineConfig, *, run_name: str | None = None, echo: Callable[[str], None] = print
-) -> dict:
+def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Callable[[str], None] = print) -> dict:
     """synthesize -> validate -> train -> evaluate -> log -> promote, in this process."""
     from pipelines import tracking
 
@@ -291,9 +286,7 @@ def run_pipeline(
         echo("[4/5] log to MLflow")
         model_uri = log_stage(cfg, run_id, data_dir, model_root, candidate, base)
         echo("[5/5] champion/challenger")
-        decision = promote_stage(
-            cfg, run_id, model_uri, data_dir, candidate, base=base, model_root=model_root
-        )
+        decision = promote_stage(cfg, run_id, model_uri, data_dir, candidate, base=base, model_root=model_root)
         report.update(candidate=candidate, base=base, decision=decision, model_uri=model_uri)
     end_run_stage(run_id, "FINISHED")
     return report
@@ -302,7 +295,5 @@ def run_pipeline(
 def require_dataset(data_dir: str | Path) -> Path:
     p = Path(data_dir)
     if not (p / "manifest.json").exists():
-        raise InputError(
-            f"{p}: not a dataset directory (no manifest.json); run `recipe-embed synthesize` first"
-        )
+        raise InputError(f"{p}: not a dataset directory (no manifest.json); run `recipe-embed synthesize` first")
     return p

@@ -22,9 +22,7 @@ ProfileOpt = Annotated[
     str | None,
     typer.Option("--profile", "-p", help="Named profile (default, seed-card, cpu, smoke, auto, ...)."),
 ]
-ConfigFileOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML/TOML/JSON file of config overrides.")
-]
+ConfigFileOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML/JSON file of config overrides.")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override one key, e.g. --set training.epochs=2 (repeatable)."),
@@ -69,7 +67,7 @@ def register(app: typer.Typer) -> None:
     def config_cmd(
         profile: ProfileOpt = None,
         config: ConfigFileOpt = None,
-        set_: SetOpt = None,  # noqa: B006
+        set_: SetOpt = None,
         show: Annotated[bool, typer.Option("--show", help="Print the resolved config.")] = False,
     ) -> None:
         """Resolve and check a config; --show prints it as JSON."""
