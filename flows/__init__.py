@@ -1,0 +1,1 @@
+"""Prefect flows: ``train-and-evaluate`` and its run report."""

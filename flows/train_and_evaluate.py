@@ -1,0 +1,232 @@
+"""The ``train-and-evaluate`` Prefect flow and its local entry point.
+
+``python -m flows.train_and_evaluate --profile auto`` runs it in this process on an ephemeral Prefect
+API (unless ``PREFECT_API_URL`` points at a server) with sqlite MLflow under ``data/``; the
+deployments in ``prefect.yaml`` run the same flow on a process worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import FlowRun
+from prefect.flows import Flow
+from prefect.states import State
+
+from flows import report as rpt
+from pipelines import stages
+from pipelines.config import ConfigError, PipelineConfig, deep_merge, load_config, parse_set, read_config_file
+from tasks import stages as t
+
+ProfileChoice = Literal["auto", "default", "seed-card", "cpu", "smoke", "smoke-worse"]
+REPORT_KEY = "train-and-evaluate-report"
+RUN_ID_LABEL = "mlflow.run_id"
+
+_RUN_IDS: dict[str, str] = {}
+"""flow run id -> MLflow run id, for hooks that run in this process (failure); others read the label."""
+
+log = logging.getLogger(__name__)
+
+
+# --- ending the MLflow run when the flow does not finish ----------------------------------------
+
+
+def _remember_run(run_id: str) -> None:
+    flow_run_id = runtime.flow_run.id
+    if not flow_run_id:
+        return
+    _RUN_IDS[str(flow_run_id)] = run_id
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(flow_run_id, {RUN_ID_LABEL: run_id})
+    except Exception as exc:  # a label is a convenience for out-of-process hooks; never fail the run
+        log.warning("could not label flow run with its MLflow run id: %s", exc)
+
+
+def _mlflow_run_id(flow_run: FlowRun) -> str | None:
+    run_id = _RUN_IDS.get(str(flow_run.id))
+    if run_id:
+        return run_id
+    labels = dict(flow_run.labels or {})
+    if RUN_ID_LABEL not in labels:  # the snapshot may predate the label: read it fresh
+        try:
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                labels = dict(client.read_flow_run(flow_run.id).labels or {})
+        except Exception:
+            return None
+    value = labels.get(RUN_ID_LABEL)
+    return str(value) if value else None
+
+
+def _end_mlflow_run(status: str, flow_run: FlowRun) -> None:
+    run_id = _mlflow_run_id(flow_run)
+    if not run_id:
+        return
+    from pipelines import tracking
+
+    params = flow_run.parameters or {}
+    tracking.connect(config_from_parameters(params.get("profile", "auto"), params.get("overrides")))
+    stages.end_run_stage(run_id, status)
+
+
+def on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+    _end_mlflow_run("FAILED", flow_run)
+
+
+def on_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+    _end_mlflow_run("KILLED", flow_run)
+
+
+def on_crashed(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+    _end_mlflow_run("FAILED", flow_run)
+
+
+# --- the flow ------------------------------------------------------------------------------------------
+
+
+def config_from_parameters(profile: str = "auto", overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """The flow's parameters -> a validated config; a bad key or value is one ConfigError line."""
+    try:
+        return load_config(profile, overrides=overrides or None)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid flow parameters: {exc}") from None
+
+
+def _synthesize(cfg: PipelineConfig) -> tuple[str, bool]:
+    """Run the cached synthesis task; return (dataset dir, whether it came from the cache)."""
+    task = t.synthesize.with_options(result_storage=t.result_storage_for(cfg))
+    state = task(cfg, return_state=True)
+    data_dir = str(state.result())
+    cached = state.name == "Cached"
+    if cached and not stages.dataset_is_complete(Path(data_dir)):  # cached path deleted or altered
+        state = task.with_options(refresh_cache=True)(cfg, return_state=True)
+        data_dir, cached = str(state.result()), False
+    return data_dir, cached
+
+
+@flow(
+    name="train-and-evaluate",
+    description="Synthesize -> validate -> fine-tune -> evaluate -> log to MLflow -> promote the champion.",
+    on_failure=[on_failure],
+    on_cancellation=[on_cancellation],
+    on_crashed=[on_crashed],
+    validate_parameters=True,
+)
+def train_and_evaluate(
+    profile: ProfileChoice = "auto",
+    overrides: dict[str, Any] | None = None,
+    run_name: str | None = None,
+) -> dict[str, Any]:
+    """Train a candidate recipe embedder and promote it when it beats the champion.
+
+    Args:
+        profile: named config profile; ``auto`` = the card's scale on a GPU, ``cpu`` otherwise.
+        overrides: nested config overrides, e.g. ``{"training": {"epochs": 2}}`` (unknown keys fail).
+        run_name: MLflow run name (default: the Prefect flow run's name).
+    """
+    logger = get_run_logger()
+    cfg = config_from_parameters(profile, overrides)
+    logger.info("config: profile %s, data under %s", cfg.profile, cfg.paths.data_dir)
+
+    run_id = t.start_run(cfg, run_name=run_name or runtime.flow_run.name or None)
+    _remember_run(run_id)
+
+    data_dir, cached = _synthesize(cfg)
+    logger.info("synthesis %s: %s", "cached" if cached else "computed", data_dir)
+    report: dict[str, Any] = {
+        "profile": cfg.profile,
+        "run_id": run_id,
+        "flow_run": runtime.flow_run.name,
+        "data_dir": data_dir,
+        "synthesis": "cached" if cached else "computed",
+        "dims": list(cfg.evaluation.dims),
+        "skipped": None,
+        "decision": None,
+        "model_uri": None,
+        "metrics": {"candidate": None, "champion": None, "base": None},
+    }
+
+    reason = t.skip_check(cfg)
+    if reason:
+        logger.info("skipping training: %s", reason)
+        report["skipped"] = reason
+    else:
+        model_root = t.train(cfg, data_dir, str(stages.default_model_root(cfg)))
+        candidate = t.evaluate(cfg, model_root, data_dir, str(Path(model_root) / "eval_metrics.json"))
+        base = (
+            t.evaluate(cfg, cfg.model.base_model, data_dir, str(Path(model_root) / "base_metrics.json"))
+            if cfg.evaluation.evaluate_base
+            else None
+        )
+        model_uri = t.log_model(cfg, run_id, data_dir, model_root, candidate, base)
+        decision = t.promote(
+            cfg, run_id, model_uri, data_dir, candidate, lock=t.promotion_lock(cfg), base=base, model_root=model_root
+        )
+        report.update(model_root=model_root, model_uri=model_uri, decision=decision)
+        report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
+
+    t.end_run(run_id, "FINISHED")
+    try:
+        report["mlflow_url"] = stages.tracking_ui_url(cfg, run_id)
+    except Exception as exc:  # a missing link must not fail a finished run
+        logger.warning("no MLflow link: %s", exc)
+        report["mlflow_url"] = None
+    create_markdown_artifact(
+        markdown=rpt.to_markdown(report), key=REPORT_KEY, description="Per-dimension metrics and decision"
+    )
+    logger.info("%s", rpt.decision_line(report))
+    return report
+
+
+# --- local entry point -------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m flows.train_and_evaluate",
+        description="Run the train-and-evaluate flow here (ephemeral Prefect API unless PREFECT_API_URL is set).",
+    )
+    ap.add_argument("--profile", "-p", default="auto", help="auto, default, seed-card, cpu, smoke, smoke-worse")
+    ap.add_argument("--config", "-c", type=Path, help="YAML/TOML/JSON file of config overrides")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")
+    ap.add_argument("--run-name", help="MLflow run name")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    args = parse_args(argv)
+    try:
+        overrides = read_config_file(args.config) if args.config else {}
+        overrides.pop("profile", None)
+        overrides = deep_merge(overrides, parse_set(args.sets))
+        load_config(args.profile, overrides=overrides or None)  # fail before starting any server
+    except ConfigError as exc:
+        print(f"train-and-evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = train_and_evaluate(profile=args.profile, overrides=overrides or None, run_name=args.run_name)
+    except Exception as exc:
+        print(f"train-and-evaluate: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    print()
+    print(rpt.to_text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin Prefect ``@task`` adapters over ``pipelines.stages``: retries, timeouts, caching, logs."""

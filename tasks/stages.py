@@ -1,0 +1,183 @@
+"""One thin Prefect ``@task`` per stage of ``pipelines.stages``; no pipeline logic lives here.
+
+Policy per task:
+
+- services (MLflow) -> declared retries; training -> no retries (a child process, see training_proc);
+- anything handed a client, a lock or a model -> ``cache_policy=NONE``;
+- synthesis (which validates) -> cached by ``stages.dataset_key(cfg)`` (config + catalog digest) with
+  persisted results, so a rerun on the same inputs is a ``Cached`` state and a changed byte is not;
+- every task has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem
+from prefect.logging import get_run_logger
+
+from pipelines import stages
+from pipelines.config import PipelineConfig
+from tasks.training_proc import train_in_subprocess
+
+PROMOTION_LOCK = "recipe-embedder-promotion"
+"""Prefect global concurrency limit (1 slot) serialising promotions in the model registry."""
+
+TRAIN_TIMEOUT_S = float(os.environ.get("RECIPE_EMBED_TRAIN_TIMEOUT_S", 6 * 3600))
+"""Training child deadline; the task's own timeout adds a minute for the clean stop."""
+
+MLFLOW_RETRIES = 3
+MLFLOW_RETRY_DELAYS: list[float] = [2, 10, 30]
+
+
+# --- caching -------------------------------------------------------------------------------------
+
+
+def dataset_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str:
+    """Cache key of synthesis: the data-relevant config and the catalog's content digest."""
+    return f"recipe-embed-dataset-{stages.dataset_key(parameters['cfg'])}"
+
+
+def result_storage_for(cfg: PipelineConfig) -> LocalFileSystem:
+    """Persisted task results live in ``<data_dir>/prefect-results`` (absolute, for any cwd)."""
+    path = (Path(cfg.paths.data_dir) / "prefect-results").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return LocalFileSystem(basepath=str(path))
+
+
+# --- the registry lock ---------------------------------------------------------------------------
+
+
+def ensure_global_limit(name: str = PROMOTION_LOCK, limit: int = 1) -> None:
+    """Create the global concurrency limit ``name`` if it is missing (Prefect no longer auto-creates)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+
+
+@contextlib.contextmanager
+def _hold_promotion_slot(name: str, timeout_s: float) -> Iterator[None]:
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
+        yield
+
+
+def promotion_lock(
+    cfg: PipelineConfig, name: str = PROMOTION_LOCK
+) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A context-manager factory: each call returns a context holding the registry lock's one slot."""
+    ensure_global_limit(name)
+    return functools.partial(_hold_promotion_slot, name, cfg.registry.lock_timeout_s)
+
+
+# --- tasks -----------------------------------------------------------------------------------------
+
+
+@task(
+    name="synthesize",
+    description="Synthesize and validate the Q/A dataset (cached by config + catalog digest).",
+    cache_key_fn=dataset_cache_key,
+    persist_result=True,
+    timeout_seconds=3600,
+)
+def synthesize(cfg: PipelineConfig) -> str:
+    return stages.synthesize_stage(cfg)
+
+
+@task(
+    name="start-mlflow-run",
+    cache_policy=NONE,
+    timeout_seconds=120,
+    retries=MLFLOW_RETRIES,
+    retry_delay_seconds=MLFLOW_RETRY_DELAYS,
+)
+def start_run(cfg: PipelineConfig, run_name: str | None = None) -> str:
+    return stages.start_run_stage(cfg, run_name=run_name)
+
+
+@task(
+    name="skip-check",
+    cache_policy=NONE,
+    timeout_seconds=120,
+    retries=MLFLOW_RETRIES,
+    retry_delay_seconds=MLFLOW_RETRY_DELAYS,
+)
+def skip_check(cfg: PipelineConfig) -> str | None:
+    return stages.should_skip_training(cfg)
+
+
+@task(name="fine-tune", cache_policy=NONE, retries=0, timeout_seconds=TRAIN_TIMEOUT_S + 60)
+def train(cfg: PipelineConfig, data_dir: str, out_dir: str) -> str:
+    return train_in_subprocess(cfg, data_dir, out_dir, timeout_s=TRAIN_TIMEOUT_S, logger=get_run_logger())
+
+
+@task(name="evaluate", cache_policy=NONE, retries=1, retry_delay_seconds=5, timeout_seconds=3600)
+def evaluate(cfg: PipelineConfig, model: str, data_dir: str, out_json: str) -> dict[str, float]:
+    return stages.evaluate_stage(cfg, model, data_dir, out_json)
+
+
+@task(
+    name="log-to-mlflow",
+    cache_policy=NONE,
+    timeout_seconds=1800,
+    retries=MLFLOW_RETRIES,
+    retry_delay_seconds=MLFLOW_RETRY_DELAYS,
+)
+def log_model(
+    cfg: PipelineConfig,
+    run_id: str,
+    data_dir: str,
+    model_root: str,
+    candidate: dict[str, float],
+    base: dict[str, float] | None,
+) -> str:
+    return stages.log_stage(cfg, run_id, data_dir, model_root, candidate, base)
+
+
+@task(
+    name="promote",
+    cache_policy=NONE,
+    timeout_seconds=900,
+    retries=MLFLOW_RETRIES,
+    retry_delay_seconds=MLFLOW_RETRY_DELAYS,
+)
+def promote(
+    cfg: PipelineConfig,
+    run_id: str,
+    model_uri: str,
+    data_dir: str,
+    candidate: dict[str, float],
+    lock: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+    base: dict[str, float] | None = None,
+    model_root: str | None = None,
+) -> dict[str, Any]:
+    return stages.promote_stage(
+        cfg, run_id, model_uri, data_dir, candidate, lock=lock, base=base, model_root=model_root
+    )
+
+
+@task(
+    name="end-mlflow-run",
+    cache_policy=NONE,
+    timeout_seconds=120,
+    retries=MLFLOW_RETRIES,
+    retry_delay_seconds=MLFLOW_RETRY_DELAYS,
+)
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    stages.end_run_stage(run_id, status)
