@@ -1,0 +1,390 @@
+"""Per-dimension IR evaluation: encode once at full dimension, slice and renormalize per dimension.
+
+The numbers equal sentence-transformers' ``SequentialEvaluator([InformationRetrievalEvaluator(...,
+truncate_dim=d, name=f"dim_{d}") ...])`` (same key names, same tie-breaking by ascending corpus id),
+but the queries and the corpus are encoded once instead of once per dimension, and the metrics are
+computed with array operations instead of Python loops.
+
+The library's ``SequentialEvaluator`` also returns ``sequential_score`` (a copy of the last
+evaluator's ``ndcg@10``); it is not one of the card's metrics and :func:`evaluate_pairs` omits it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.errors import EvaluationError, InputError
+
+if TYPE_CHECKING:
+    import torch
+    from rich.table import Table
+    from sentence_transformers import SentenceTransformer
+
+ACCURACY_AT_K = (1, 3, 5, 10)
+PRECISION_RECALL_AT_K = (1, 3, 5, 10)
+NDCG_AT_K = (10,)
+MRR_AT_K = (10,)
+MAP_AT_K = (100,)
+MAX_K = max(*ACCURACY_AT_K, *PRECISION_RECALL_AT_K, *NDCG_AT_K, *MRR_AT_K, *MAP_AT_K)
+
+METRIC_NAMES: tuple[str, ...] = (
+    *(f"accuracy@{k}" for k in ACCURACY_AT_K),
+    *(f"precision@{k}" for k in PRECISION_RECALL_AT_K),
+    *(f"recall@{k}" for k in PRECISION_RECALL_AT_K),
+    *(f"ndcg@{k}" for k in NDCG_AT_K),
+    *(f"mrr@{k}" for k in MRR_AT_K),
+    *(f"map@{k}" for k in MAP_AT_K),
+)
+"""In the library's order (accuracy, precision, recall, ndcg, mrr, map), without the score function."""
+
+_SCORE_CHUNK_ELEMENTS = 1 << 26  # query rows per similarity block: at most 64M scores (256 MB float32)
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def load_pairs(path: str | Path) -> pd.DataFrame:
+    """Read a pairs file (Parquet, CSV or JSONL) with ``anchor`` and ``positive`` columns."""
+    from pipelines.io import read_table
+
+    return read_table(path, required=["anchor", "positive"])
+
+
+def build_ir_data(
+    pairs: pd.DataFrame,
+) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
+    """Pairs -> (queries, corpus, relevant) for an IR evaluation.
+
+    One query per row (the ``anchor``). The corpus holds each distinct ``positive`` text once, so
+    two rows with the same answer do not compete with each other; every query's relevant set holds
+    every corpus id whose text equals its positive. Ids are zero-padded so that their string order
+    (the library's tie-break) is their insertion order.
+    """
+    missing = [c for c in ("anchor", "positive") if c not in pairs.columns]
+    if missing:
+        raise InputError(f"pairs: missing column(s) {', '.join(missing)}")
+    if len(pairs) == 0:
+        raise InputError("pairs: no rows to evaluate")
+    for col in ("anchor", "positive"):
+        bad = pairs[col].map(lambda v: not isinstance(v, str) or not v.strip())
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"pairs: column {col!r} has {int(bad.sum())} empty or non-text value(s) (row {row})")
+
+    anchors = pairs["anchor"].tolist()
+    positives = pairs["positive"].tolist()
+    distinct = list(dict.fromkeys(positives))
+    cw = len(str(max(len(distinct) - 1, 0)))
+    qw = len(str(max(len(anchors) - 1, 0)))
+    text_to_cids: dict[str, set[str]] = {}
+    corpus: dict[str, str] = {}
+    for i, text in enumerate(distinct):
+        cid = f"c{i:0{cw}d}"
+        corpus[cid] = text
+        text_to_cids.setdefault(text, set()).add(cid)
+    queries: dict[str, str] = {}
+    relevant: dict[str, set[str]] = {}
+    for i, (anchor, positive) in enumerate(zip(anchors, positives, strict=True)):
+        qid = f"q{i:0{qw}d}"
+        queries[qid] = anchor
+        relevant[qid] = set(text_to_cids[positive])
+    return queries, corpus, relevant
+
+
+def _check_ir_data(queries: Mapping[str, str], corpus: Mapping[str, str], relevant: Mapping[str, set[str]]) -> None:
+    if not queries:
+        raise EvaluationError("no queries to evaluate")
+    if not corpus:
+        raise EvaluationError("empty corpus")
+    for qid in queries:
+        rel = relevant.get(qid)
+        if not rel:
+            raise EvaluationError(f"query {qid!r} has no relevant document")
+        unknown = [cid for cid in rel if cid not in corpus]
+        if unknown:
+            raise EvaluationError(f"query {qid!r}: relevant id {unknown[0]!r} is not in the corpus")
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+def resolve_model_path(name: str | Path) -> str:
+    """A ``MODEL_DIR`` written by ``train`` -> its ``model/``; else :func:`resolve_base_model`."""
+    from pipelines.models import resolve_base_model
+
+    p = Path(name).expanduser()
+    if p.is_dir() and not (p / "modules.json").exists() and (p / "model" / "modules.json").exists():
+        return str((p / "model").resolve())
+    return resolve_base_model(str(name))
+
+
+def load_model(name: str | Path, device: str | None = None) -> SentenceTransformer:
+    """Load a SentenceTransformer from a model dir, a train output dir, ``bundled:...`` or a hub id."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(name)
+    try:
+        return SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name}: cannot load model: {first}") from exc
+
+
+def _as_model(model: str | Path | SentenceTransformer, device: str | None) -> SentenceTransformer:
+    if isinstance(model, str | Path):
+        return load_model(model, device=device)
+    return model
+
+
+# --- fast path ----------------------------------------------------------------------------------
+
+
+def _check_dims(dims: Sequence[int], full_dim: int) -> list[int]:
+    out = [int(d) for d in dims]
+    if not out:
+        raise InputError("no dimensions to evaluate")
+    bad = [d for d in out if d < 1 or d > full_dim]
+    if bad:
+        raise InputError(f"dimension {bad[0]} is outside 1..{full_dim} (the model's embedding size)")
+    if len(set(out)) != len(out):
+        raise InputError(f"duplicate dimension in {out}")
+    return out
+
+
+def _ranked_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` best columns per row, ordered by (-score, column index) like the library."""
+    import torch
+
+    vals, idx = torch.topk(scores, k, dim=1, largest=True, sorted=False)
+    # Order the selected set by (-score, index): sort by index, then a stable sort by score.
+    idx, perm = idx.sort(dim=1)
+    vals = vals.gather(1, perm)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    ranked = idx.gather(1, order)
+    # Rows where the k-th score is tied with columns outside the set: topk picked arbitrarily among
+    # the ties; redo those rows with a full stable sort (ties -> lowest index first).
+    threshold = vals.min(dim=1, keepdim=True).values
+    tied = ((scores >= threshold).sum(dim=1) > k).nonzero().flatten()
+    if tied.numel():
+        full = torch.sort(scores[tied], dim=1, descending=True, stable=True).indices[:, :k]
+        ranked[tied] = full
+    return ranked
+
+
+def _metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float]:
+    """``hits[q, r]``: the rank-``r`` document of query ``q`` is relevant. The library's formulas."""
+    n_queries, depth = hits.shape
+    h = hits.astype(np.float64)
+    out: dict[str, float] = {}
+    for k in ACCURACY_AT_K:
+        out[f"accuracy@{k}"] = float(h[:, :k].any(axis=1).sum() / n_queries)
+    correct = {k: h[:, :k].sum(axis=1) for k in PRECISION_RECALL_AT_K}
+    for k in PRECISION_RECALL_AT_K:
+        out[f"precision@{k}"] = float(np.mean(correct[k] / k))
+    for k in PRECISION_RECALL_AT_K:
+        out[f"recall@{k}"] = float(np.mean(correct[k] / n_relevant))
+    discounts = 1.0 / np.log2(np.arange(depth, dtype=np.float64) + 2.0)
+    for k in NDCG_AT_K:
+        dcg = (h[:, :k] * discounts[:k]).sum(axis=1)
+        ideal_discounts = 1.0 / np.log2(np.arange(k, dtype=np.float64) + 2.0)
+        idcg = np.cumsum(ideal_discounts)[np.minimum(n_relevant, k) - 1]
+        out[f"ndcg@{k}"] = float(np.mean(dcg / idcg))
+    for k in MRR_AT_K:
+        top = h[:, :k]
+        first = top.argmax(axis=1)
+        rr = np.where(top.any(axis=1), 1.0 / (first + 1.0), 0.0)
+        out[f"mrr@{k}"] = float(rr.sum() / n_queries)
+    for k in MAP_AT_K:
+        top = h[:, :k]
+        ranks = np.arange(1, top.shape[1] + 1, dtype=np.float64)
+        precisions = np.cumsum(top, axis=1) / ranks * top
+        out[f"map@{k}"] = float(np.mean(precisions.sum(axis=1) / np.minimum(k, n_relevant)))
+    return {name: out[name] for name in METRIC_NAMES}
+
+
+def _similarity_scores(model: SentenceTransformer, q: torch.Tensor, c: torch.Tensor, normalized: bool) -> torch.Tensor:
+    import torch
+
+    if normalized:  # the body of util.cos_sim / dot_score after normalize_embeddings
+        return torch.mm(q, c.transpose(0, 1))
+    return model.similarity(q, c)
+
+
+def evaluate_ir(
+    model: str | Path | SentenceTransformer,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    relevant: Mapping[str, set[str]],
+    dims: Sequence[int],
+    batch_size: int = 256,
+    *,
+    device: str | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """The library's IR metrics at each of ``dims``, from one encode pass at full dimension.
+
+    Every query must have at least one relevant id present in the corpus (else
+    :class:`EvaluationError`); corpus ids must sort (as strings) in the order the caller wants ties
+    broken, as in the library.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _check_ir_data(queries, corpus, relevant)
+    st = _as_model(model, device)
+    sim_name = st.similarity_fn_name
+    normalize = sim_name == "cosine"
+    renormalizes = sim_name in ("cosine", "dot")
+
+    qids = list(queries)
+    cids = list(corpus)
+    # The library breaks score ties by ascending corpus id (string order): rank columns that way.
+    order = sorted(range(len(cids)), key=cids.__getitem__)
+    cids = [cids[i] for i in order]
+    cid_index = {cid: i for i, cid in enumerate(cids)}
+
+    common: dict[str, Any] = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": progress}
+    if device is not None:
+        common["device"] = device
+    q_full = st.encode_query([queries[q] for q in qids], **common)
+    c_full = st.encode_document([corpus[c] for c in cids], **common)
+    dims = _check_dims(dims, int(q_full.shape[1]))
+
+    max_rel = max(len(relevant[q]) for q in qids)
+    rel = np.full((len(qids), max_rel), -1, dtype=np.int64)
+    for i, qid in enumerate(qids):
+        ids = sorted(cid_index[c] for c in relevant[qid])
+        rel[i, : len(ids)] = ids
+    n_relevant = (rel >= 0).sum(axis=1)
+    rel_t = torch.from_numpy(rel).to(q_full.device)
+
+    k = min(MAX_K, len(cids))
+    rows_per_chunk = max(1, _SCORE_CHUNK_ELEMENTS // max(1, len(cids)))
+    results: dict[str, float] = {}
+    for d in dims:
+        q = q_full[:, :d].contiguous()
+        c = c_full[:, :d].contiguous()
+        if normalize:  # slice, then renormalize: exactly util.cos_sim's normalize_embeddings
+            q = F.normalize(q, p=2, dim=-1)
+            c = F.normalize(c, p=2, dim=-1)
+        hit_blocks = []
+        for start in range(0, len(qids), rows_per_chunk):
+            scores = _similarity_scores(st, q[start : start + rows_per_chunk], c, renormalizes)
+            ranked = _ranked_top_k(scores, k)
+            block_rel = rel_t[start : start + rows_per_chunk]
+            hits = (ranked.unsqueeze(2) == block_rel.unsqueeze(1)).any(dim=2)
+            hit_blocks.append(hits.cpu().numpy())
+        hits_np = np.concatenate(hit_blocks, axis=0)
+        if hits_np.shape[0] != len(qids):
+            raise EvaluationError(f"dim {d}: evaluated {hits_np.shape[0]} queries, expected {len(qids)}")
+        for name, value in _metrics_from_hits(hits_np, n_relevant).items():
+            results[f"dim_{d}_{sim_name}_{name}"] = value
+    return results
+
+
+def evaluate_pairs(
+    model: str | Path | SentenceTransformer,
+    pairs: pd.DataFrame,
+    dims: Sequence[int],
+    batch_size: int = 256,
+    *,
+    device: str | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """IR metrics per dimension for ``pairs`` (``anchor`` = query, ``positive`` = its document).
+
+    Returns ``{"dim_384_cosine_accuracy@1": ..., ..., "dim_64_cosine_map@100": ...}``: the library's
+    keys for each dim in ``dims`` (15 metrics each), in the library's order.
+    """
+    queries, corpus, relevant = build_ir_data(pairs)
+    if len(queries) != len(pairs):
+        raise EvaluationError(f"built {len(queries)} queries from {len(pairs)} pairs")
+    return evaluate_ir(model, queries, corpus, relevant, dims, batch_size, device=device, progress=progress)
+
+
+# --- the library's path (reference for tests and bench) -----------------------------------------
+
+
+def reference_evaluate(
+    model: str | Path | SentenceTransformer,
+    pairs: pd.DataFrame,
+    dims: Sequence[int],
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """The same metrics through ``SequentialEvaluator([InformationRetrievalEvaluator(truncate_dim=d)])``.
+
+    Re-encodes everything once per dimension. The returned dict is the library's, including its
+    ``sequential_score`` key.
+    """
+    evaluator = build_reference_evaluator(pairs, dims, batch_size)
+    n_queries = len(pairs)
+    for sub in evaluator.evaluators:
+        if len(sub.queries_ids) != n_queries:
+            raise EvaluationError(f"{sub.name}: evaluates {len(sub.queries_ids)} queries, expected {n_queries}")
+    return dict(evaluator(_as_model(model, None)))
+
+
+def build_reference_evaluator(pairs: pd.DataFrame, dims: Sequence[int], batch_size: int = 256) -> Any:
+    """The library's ``SequentialEvaluator`` over one ``InformationRetrievalEvaluator`` per dim."""
+    from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    queries, corpus, relevant = build_ir_data(pairs)
+    q: dict[str, Any] = dict(queries)
+    c: dict[str, Any] = dict(corpus)
+    return SequentialEvaluator(
+        [
+            InformationRetrievalEvaluator(
+                queries=q,
+                corpus=c,
+                relevant_docs=relevant,
+                name=f"dim_{d}",
+                truncate_dim=d,
+                batch_size=batch_size,
+                write_csv=False,
+            )
+            for d in dims
+        ]
+    )
+
+
+# --- presentation -------------------------------------------------------------------------------
+
+
+def metric_key(dim: int, metric: str, score_function: str = "cosine") -> str:
+    """``metric_key(384, "map@100")`` -> ``"dim_384_cosine_map@100"``."""
+    return f"dim_{dim}_{score_function}_{metric}"
+
+
+def metrics_table(results: Mapping[str, Mapping[str, float]], dims: Sequence[int]) -> Table:
+    """Rows = the card's metrics; columns = each dim, each model (``{"base": {...}, "fine-tuned": {...}}``)."""
+    from rich.table import Table
+
+    table = Table(title="Information retrieval per dimension", show_lines=False)
+    table.add_column("metric", style="bold")
+    names = list(results)
+    for d in dims:
+        for name in names:
+            table.add_column(f"{d}\n{name}" if len(names) > 1 else f"dim {d}", justify="right")
+    for metric in METRIC_NAMES:
+        row = [f"cosine_{metric}"]
+        for d in dims:
+            for name in names:
+                value = _find_metric(results[name], d, metric)
+                row.append("-" if value is None or math.isnan(value) else f"{value:.4f}")
+        table.add_row(*row)
+    return table
+
+
+def _find_metric(metrics: Mapping[str, float], dim: int, metric: str) -> float | None:
+    prefix, suffix = f"dim_{dim}_", f"_{metric}"
+    for key, value in metrics.items():
+        if key.startswith(prefix) and key.endswith(suffix):
+            return float(value)
+    return None

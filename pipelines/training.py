@@ -1,0 +1,460 @@
+"""Fine-tuning: MatryoshkaLoss(MultipleNegativesRankingLoss) with the NO_DUPLICATES batch sampler.
+
+``train(data_dir, out_dir, model_cfg, train_cfg)`` reads ``train.parquet`` and ``validation.parquet``
+(never ``eval.parquet``: that split decides promotion later), evaluates the validation slice each
+epoch with the fast per-dimension IR evaluator, keeps the best checkpoint by
+``dim_<max>_cosine_map@100`` and writes it to ``out_dir/model``. Checkpoints go to
+``out_dir/checkpoints`` (``resume=True`` continues from the last complete one). A NaN or infinite
+training loss stops training at once with :class:`TrainingError` and nothing is written to
+``out_dir/model``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.config import ModelConfig, TrainingConfig
+from pipelines.errors import InputError, TrainingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sentence_transformers import SentenceTransformer
+    from transformers import TrainerCallback
+
+MODEL_SUBDIR = "model"
+CHECKPOINTS_SUBDIR = "checkpoints"
+RESULT_FILE = "train_result.json"
+_CHECKPOINT_PREFIX = "checkpoint-"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one ``train`` call produced (also written to ``out_dir/train_result.json``).
+
+    ``seconds`` is the wall time of the training loop in this process (evaluations included);
+    ``pairs_per_second`` counts the pairs this process trained on over that time minus the time
+    spent in per-epoch evaluation.
+    """
+
+    model_dir: Path
+    loss_history: list[dict[str, float]]
+    best_checkpoint: str | None
+    validation_metrics: dict[str, float]
+    train_pairs: int
+    seconds: float
+    pairs_per_second: float
+    device: str
+    global_step: int = 0
+    resumed_from: str | None = None
+    eval_seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model_dir"] = str(self.model_dir)
+        return d
+
+
+def load_train_result(out_dir: Path) -> dict[str, Any]:
+    """Read ``out_dir/train_result.json`` (InputError if it is missing or unreadable)."""
+    path = Path(out_dir) / RESULT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file (has `recipe-embed train` finished in {out_dir}?)") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read train result: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return data
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def load_split(data_dir: Path, split: str) -> pd.DataFrame:
+    """``anchor``/``positive`` of ``data_dir/<split>.parquet`` (other columns are dropped)."""
+    from pipelines.io import read_table
+
+    path = Path(data_dir) / f"{split}.parquet"
+    if not Path(data_dir).is_dir():
+        raise InputError(f"{data_dir}: no such dataset directory")
+    df = read_table(path, required=["anchor", "positive"])
+    if len(df) == 0:
+        raise InputError(f"{path}: no rows")
+    return df[["anchor", "positive"]].astype(str).reset_index(drop=True)
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(path.name.removeprefix(_CHECKPOINT_PREFIX))
+    except ValueError:
+        return -1
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """The trainer writes ``trainer_state.json`` last, after the model, optimizer and RNG state."""
+    return (
+        path.is_dir()
+        and (path / "trainer_state.json").is_file()
+        and (path / "modules.json").is_file()
+        and (any(path.glob("*.safetensors")) or any(path.glob("*.bin")))
+        and ((path / "optimizer.pt").is_file() or (path / "optimizer.bin").is_file())
+    )
+
+
+def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The highest-step complete ``checkpoint-N`` under ``checkpoints_dir``, if any."""
+    if not checkpoints_dir.is_dir():
+        return None
+    found = [
+        p
+        for p in checkpoints_dir.iterdir()
+        if p.name.startswith(_CHECKPOINT_PREFIX) and _checkpoint_step(p) >= 0 and is_complete_checkpoint(p)
+    ]
+    return max(found, key=_checkpoint_step) if found else None
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def resolve_optim(optim: str, device: str) -> str:
+    """Fused AdamW where the device supports it, else plain ``adamw_torch``."""
+    if optim != "adamw_torch_fused" or device == "cuda":
+        return optim
+    import torch
+
+    try:
+        p = torch.nn.Parameter(torch.zeros(2, device=device))
+        p.grad = torch.zeros_like(p)
+        torch.optim.AdamW([p], fused=True).step()
+    except (RuntimeError, TypeError, NotImplementedError):
+        return "adamw_torch"
+    return optim
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto``: bf16 on a CUDA device that supports it, fp32 elsewhere."""
+    if precision != "auto":
+        if precision in ("bf16", "fp16") and device != "cuda":
+            raise InputError(f"training.precision={precision} needs a CUDA device (device is {device})")
+        return precision
+    if device == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "fp32"
+
+
+def primary_metric_key(dims: Sequence[int], similarity: str = "cosine") -> str:
+    return f"dim_{max(dims)}_{similarity}_map@100"
+
+
+# --- trainer pieces -----------------------------------------------------------------------------
+
+
+def _validation_evaluator(pairs: pd.DataFrame, dims: Sequence[int], batch_size: int, similarity: str) -> Any:
+    """Per-epoch validation with the fast per-dimension IR evaluator, as a library evaluator."""
+    from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+    from pipelines.evaluation import build_ir_data, evaluate_ir
+
+    class ValidationIREvaluator(BaseEvaluator):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.queries, self.corpus, self.relevant = build_ir_data(pairs)
+            self.primary_metric = primary_metric_key(dims, similarity)
+            self.greater_is_better = True
+            self.seconds = 0.0
+
+        def __call__(
+            self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
+        ) -> dict[str, float]:
+            t0 = time.perf_counter()
+            metrics = evaluate_ir(model, self.queries, self.corpus, self.relevant, list(dims), batch_size)
+            self.seconds += time.perf_counter() - t0
+            return metrics
+
+    return ValidationIREvaluator()
+
+
+def _nan_guard_callback() -> TrainerCallback:
+    from transformers import TrainerCallback
+
+    class NanGuard(TrainerCallback):
+        """Fail on a non-finite logged loss or gradient norm (the trainer's NaN filter is turned off)."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            for key in ("loss", "grad_norm"):
+                value = (logs or {}).get(key)
+                if isinstance(value, int | float) and not math.isfinite(value):
+                    raise TrainingError(
+                        f"training diverged: {key} is {value} at step {state.global_step}; "
+                        "lower training.learning_rate or check the data"
+                    )
+
+    return NanGuard()
+
+
+def _make_trainer_class() -> type:
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer
+
+    class GuardedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
+        """Checks every training step's loss at once and counts the pairs it trained on."""
+
+        pairs_seen = 0
+
+        def compute_loss(  # type: ignore[no-untyped-def]
+            self, model, inputs, return_outputs=False, num_items_in_batch=None
+        ):
+            if model.training:
+                for key, value in inputs.items():
+                    if key.endswith("input_ids") and hasattr(value, "shape"):
+                        self.pairs_seen += int(value.shape[0])
+                        break
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = out[0] if isinstance(out, tuple) else out
+            if model.training and not bool(torch.isfinite(loss.detach()).all()):
+                raise TrainingError(
+                    f"training diverged: loss is {loss.detach().float().item()} at step "
+                    f"{self.state.global_step + 1}; lower training.learning_rate or check the data"
+                )
+            return out
+
+    return GuardedTrainer
+
+
+def _build_loss(model: SentenceTransformer, cfg: TrainingConfig) -> Any:
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    inner: Any
+    if cfg.loss == "cached_mnrl":
+        inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.cached_mini_batch_size)
+    else:
+        inner = MultipleNegativesRankingLoss(model)
+    return MatryoshkaLoss(model, inner, matryoshka_dims=list(cfg.matryoshka_dims))
+
+
+def build_training_args(
+    cfg: TrainingConfig, checkpoints_dir: Path, device: str, primary_metric: str, progress: bool
+) -> Any:
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    precision = resolve_precision(cfg.precision, device)
+    evaluating = cfg.eval_strategy != "no"
+    save_strategy = cfg.eval_strategy if evaluating else "epoch"
+    kwargs: dict[str, Any] = {
+        "output_dir": str(checkpoints_dir),
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "per_device_eval_batch_size": cfg.eval_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup if cfg.warmup < 1 else int(cfg.warmup),
+        "optim": resolve_optim(cfg.optim, device),
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "batch_sampler": BatchSamplers.NO_DUPLICATES
+        if cfg.batch_sampler == "no_duplicates"
+        else BatchSamplers.BATCH_SAMPLER,
+        "eval_strategy": cfg.eval_strategy,
+        "save_strategy": save_strategy,
+        "save_total_limit": cfg.save_total_limit,
+        "load_best_model_at_end": evaluating,
+        "logging_steps": cfg.logging_steps,
+        "logging_first_step": True,
+        "logging_nan_inf_filter": False,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "dataloader_num_workers": cfg.dataloader_num_workers,
+        "dataloader_pin_memory": device == "cuda",
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "use_cpu": device == "cpu",
+    }
+    if evaluating:
+        kwargs["metric_for_best_model"] = primary_metric
+        kwargs["greater_is_better"] = True
+    if cfg.eval_strategy == "steps":
+        steps = cfg.eval_steps or 100
+        kwargs["eval_steps"] = steps
+        kwargs["save_steps"] = steps
+    if device == "cuda" and cfg.tf32:
+        kwargs["tf32"] = True
+    return SentenceTransformerTrainingArguments(**kwargs)
+
+
+def _loss_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    return [
+        {"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
+        for e in log_history
+        if "loss" in e and "step" in e
+    ]
+
+
+def _best_validation_metrics(
+    log_history: list[dict[str, Any]], best_step: int | None, dims: Sequence[int]
+) -> dict[str, float]:
+    evals = [e for e in log_history if any(k.startswith("eval_dim_") for k in e)]
+    if not evals:
+        return {}
+    chosen = next((e for e in evals if best_step is not None and e.get("step") == best_step), evals[-1])
+    prefixes = tuple(f"eval_dim_{d}_" for d in dims)
+    return {k.removeprefix("eval_"): float(v) for k, v in chosen.items() if k.startswith(prefixes)}
+
+
+def _install_model(model: SentenceTransformer, target: Path) -> Path:
+    """Save to a temp dir beside ``target`` and swap it in, so a reader never sees half a model."""
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    old = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
+    try:
+        model.save(str(tmp))
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def train(
+    data_dir: Path,
+    out_dir: Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainingConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:
+    """Fine-tune ``model_cfg.base_model`` on ``data_dir/train.parquet``; the best checkpoint by
+    validation ``map@100`` at the largest Matryoshka dim goes to ``out_dir/model``.
+
+    ``resume=True`` continues from the last complete checkpoint in ``out_dir/checkpoints``
+    (:class:`InputError` if there is none); otherwise stale checkpoints there are removed first.
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (tests, progress reporting).
+    """
+    import datasets
+    from sentence_transformers import SentenceTransformer
+
+    from pipelines.io import write_json
+    from pipelines.models import pick_device, resolve_base_model
+
+    data_dir = Path(data_dir)
+    out_dir = Path(out_dir).resolve()
+    checkpoints_dir = out_dir / CHECKPOINTS_SUBDIR
+    train_df = load_split(data_dir, "train")
+    validation_df = load_split(data_dir, "validation") if train_cfg.eval_strategy != "no" else None
+
+    resume_from: Path | None = None
+    if resume:
+        resume_from = last_complete_checkpoint(checkpoints_dir)
+        if resume_from is None:
+            raise InputError(f"{checkpoints_dir}: no complete checkpoint to resume from")
+    elif checkpoints_dir.exists():
+        shutil.rmtree(checkpoints_dir)
+
+    device = pick_device(train_cfg.device)
+    base = resolve_base_model(model_cfg.base_model)
+    try:
+        model = SentenceTransformer(base, device=device)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{model_cfg.base_model}: cannot load base model: {str(exc).splitlines()[0]}") from exc
+    model.max_seq_length = model_cfg.max_seq_length
+    full_dim = model.get_embedding_dimension()
+    if full_dim is not None and max(train_cfg.matryoshka_dims) > full_dim:
+        raise InputError(
+            f"training.matryoshka_dims {list(train_cfg.matryoshka_dims)} exceed the model's dimension {full_dim}"
+        )
+    primary = primary_metric_key(train_cfg.matryoshka_dims, model.similarity_fn_name)
+
+    evaluator = None
+    if validation_df is not None:
+        evaluator = _validation_evaluator(
+            validation_df, train_cfg.matryoshka_dims, train_cfg.eval_batch_size, model.similarity_fn_name
+        )
+    args = build_training_args(train_cfg, checkpoints_dir, device, primary, progress)
+    trainer_cls = _make_trainer_class()
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=datasets.Dataset.from_pandas(train_df, preserve_index=False),
+        loss=_build_loss(model, train_cfg),
+        evaluator=evaluator,
+        callbacks=[_nan_guard_callback(), *callbacks],
+    )
+
+    t0 = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except TrainingError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        if "out of memory" in str(exc).lower():
+            raise TrainingError(
+                f"out of memory at per-device batch {train_cfg.per_device_batch_size}: lower "
+                "training.per_device_batch_size or use training.loss=cached_mnrl"
+            ) from exc
+        raise
+    seconds = time.perf_counter() - t0
+    eval_seconds = float(getattr(evaluator, "seconds", 0.0))
+
+    state = trainer.state
+    best_step = state.best_global_step if state.best_model_checkpoint else None
+    validation_metrics = _best_validation_metrics(state.log_history, best_step, train_cfg.matryoshka_dims)
+
+    model_dir = _install_model(trainer.model, out_dir / MODEL_SUBDIR)
+    pairs_seen = int(trainer.pairs_seen)
+    result = TrainResult(
+        model_dir=model_dir,
+        loss_history=_loss_history(state.log_history),
+        best_checkpoint=state.best_model_checkpoint,
+        validation_metrics=validation_metrics,
+        train_pairs=len(train_df),
+        seconds=round(seconds, 3),
+        pairs_per_second=round(pairs_seen / max(seconds - eval_seconds, 1e-9), 2),
+        device=device,
+        global_step=int(state.global_step),
+        resumed_from=str(resume_from) if resume_from else None,
+        eval_seconds=round(eval_seconds, 3),
+        settings={
+            "base_model": model_cfg.base_model,
+            "max_seq_length": model_cfg.max_seq_length,
+            "optim": args.optim if isinstance(args.optim, str) else str(args.optim.value),
+            "precision": resolve_precision(train_cfg.precision, device),
+            "per_device_batch_size": train_cfg.per_device_batch_size,
+            "gradient_accumulation_steps": train_cfg.gradient_accumulation_steps,
+            "loss": train_cfg.loss,
+            "matryoshka_dims": list(train_cfg.matryoshka_dims),
+            "pairs_seen": pairs_seen,
+            "primary_metric": primary,
+        },
+    )
+    write_json(result.to_dict(), out_dir / RESULT_FILE)
+    return result
