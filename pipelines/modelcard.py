@@ -1,0 +1,245 @@
+"""A generated model card in the style of the reference card (``shared/seed/model-card.md``).
+
+Hyperparameters, data counts, per-dimension metric tables (base vs fine-tuned, and the champion
+when there is one) and the training loss log. Pure: data in, Markdown out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
+
+METRIC_ORDER = tuple(
+    [f"cosine_accuracy@{k}" for k in (1, 3, 5, 10)]
+    + [f"cosine_precision@{k}" for k in (1, 3, 5, 10)]
+    + [f"cosine_recall@{k}" for k in (1, 3, 5, 10)]
+    + ["cosine_ndcg@10", "cosine_mrr@10", "cosine_map@100"]
+)
+PRIMARY_METRIC = "cosine_map@100"
+LOAD_LINE = 'mlflow.sentence_transformers.load_model("models:/{name}@{alias}")'
+
+
+def fmt(value: Any) -> str:
+    """4 significant decimals like the reference card (``0.9898``); ``-`` for missing."""
+    if value is None:
+        return "-"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return str(v)
+    return f"{round(v, 4):g}" if abs(v) < 1e6 else f"{v:.4g}"
+
+
+def metric_names(metrics: Mapping[str, float], dim: int) -> list[str]:
+    """Metric names present for ``dim``, in the reference card's order, unknown ones last."""
+    prefix = f"dim_{dim}_"
+    present = [k[len(prefix) :] for k in metrics if k.startswith(prefix)]
+    known = [m for m in METRIC_ORDER if m in present]
+    return known + sorted(m for m in present if m not in METRIC_ORDER)
+
+
+def metrics_table(
+    dim: int,
+    columns: Mapping[str, Mapping[str, float] | None],
+) -> str:
+    """A Markdown table: one row per metric, one column per model; map@100 in bold."""
+    cols = {name: m for name, m in columns.items() if m}
+    names: list[str] = []
+    for m in cols.values():
+        names += [n for n in metric_names(m, dim) if n not in names]
+    names = [n for n in METRIC_ORDER if n in names] + [n for n in names if n not in METRIC_ORDER]
+    header = "| Metric | " + " | ".join(cols) + " |"
+    sep = "|:--------------------|" + "|".join([":-----------"] * len(cols)) + "|"
+    rows = [header, sep]
+    for n in names:
+        cells = [fmt(m.get(f"dim_{dim}_{n}")) for m in cols.values()]
+        if n == PRIMARY_METRIC:
+            rows.append(f"| **{n}** | " + " | ".join(f"**{c}**" for c in cells) + " |")
+        else:
+            rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _counts_lines(manifest: Mapping[str, Any]) -> list[str]:
+    counts = manifest.get("counts") or {}
+    lines = []
+    for split, value in counts.items():
+        if isinstance(value, Mapping):
+            total = value.get("total", value.get("rows"))
+            detail = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in value.items())
+            lines.append(f"- `{split}`: {total if total is not None else ''} ({detail})".replace(" ()", ""))
+        else:
+            lines.append(f"- `{split}`: {value:,}" if isinstance(value, int) else f"- `{split}`: {value}")
+    return lines
+
+
+def _loss_log(train_result: Mapping[str, Any], max_rows: int = 40) -> list[str]:
+    history: Sequence[Mapping[str, Any]] = train_result.get("loss_history") or []
+    if not history:
+        return []
+    stride = max(1, math.ceil(len(history) / max_rows))
+    picked = list(history[::stride])
+    if picked[-1] is not history[-1]:
+        picked.append(history[-1])
+    lines = ["| Epoch | Step | Training Loss |", "|:------:|:----:|:-------------:|"]
+    for row in picked:
+        lines.append(f"| {fmt(row.get('epoch'))} | {row.get('step', '-')} | {fmt(row.get('loss'))} |")
+    return lines
+
+
+def _versions() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = [f"- Python: {platform.python_version()}"]
+    for label, dist in (
+        ("Sentence Transformers", "sentence-transformers"),
+        ("Transformers", "transformers"),
+        ("PyTorch", "torch"),
+        ("Accelerate", "accelerate"),
+        ("Datasets", "datasets"),
+        ("MLflow", "mlflow"),
+    ):
+        try:
+            out.append(f"- {label}: {version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def render_model_card(
+    cfg: PipelineConfig,
+    candidate: Mapping[str, float],
+    base: Mapping[str, float] | None,
+    champion: Mapping[str, float] | None,
+    manifest: Mapping[str, Any],
+    train_result: Mapping[str, Any],
+) -> str:
+    """The card as Markdown."""
+    t = cfg.training
+    dims = list(cfg.evaluation.dims)
+    name = cfg.registry.model_name
+    base_model = cfg.model.base_model
+    primary = cfg.registry.primary_dim
+    key = f"dim_{primary}_{PRIMARY_METRIC}"
+    out: list[str] = [
+        f"# {name}: SentenceTransformer fine-tuned from {base_model}",
+        "",
+        f"A recipe-search embedding model fine-tuned from `{base_model}` with "
+        f"MatryoshkaLoss(MultipleNegativesRankingLoss) at {', '.join(map(str, t.matryoshka_dims))} dimensions. "
+        "Generated by recipe-embed.",
+        "",
+        "## Model Details",
+        "### Model Description",
+        "- **Model Type:** Sentence Transformer",
+        f"- **Base model:** `{base_model}`",
+        f"- **Maximum Sequence Length:** {cfg.model.max_seq_length} tokens",
+        f"- **Output Dimensionality:** {max(t.matryoshka_dims)} (truncatable to "
+        f"{', '.join(map(str, t.matryoshka_dims[1:]))})",
+        "- **Similarity Function:** Cosine Similarity",
+        f"- **Profile:** `{cfg.profile}`",
+        "",
+        "## Usage",
+        "```python",
+        "import mlflow",
+        "model = " + LOAD_LINE.format(name=name, alias=cfg.registry.champion_alias),
+        'embeddings = model.encode(["Quick vegetarian recipes with chickpeas?"])',
+        "```",
+        "",
+        "## Evaluation",
+        "### Baseline vs fine-tuned",
+        "",
+        f"`{PRIMARY_METRIC}` per dimension on the held-out eval set:",
+        "",
+        "| Dimension | base | fine-tuned | Δ | champion |",
+        "|:---------:|:----:|:----------:|:-:|:--------:|",
+    ]
+    for d in dims:
+        k = f"dim_{d}_{PRIMARY_METRIC}"
+        cand = candidate.get(k)
+        b = base.get(k) if base else None
+        delta = float(cand) - float(b) if cand is not None and b is not None else None
+        ch = champion.get(k) if champion else None
+        delta_s = f"{delta:+.4f}" if delta is not None and math.isfinite(delta) else "-"
+        out.append(f"| {d} | {fmt(b)} | {fmt(cand)} | {delta_s} | {fmt(ch)} |")
+    out.append("")
+    if candidate.get(key) is not None:
+        out.append(f"Primary metric: `{key}` = **{fmt(candidate.get(key))}**.")
+        out.append("")
+    out.append("### Metrics")
+    for d in dims:
+        out += [
+            "#### Information Retrieval",
+            f"* Dataset: `dim_{d}`",
+            "* Evaluated with `pipelines.evaluation.evaluate_pairs` (equivalent to `InformationRetrievalEvaluator`)",
+            "",
+            metrics_table(d, {"base": base, "fine-tuned": candidate, "champion": champion}),
+            "",
+        ]
+    out += ["## Training Details", "### Training Dataset"]
+    counts = _counts_lines(manifest)
+    if counts:
+        out += ["* Counts:", *counts]
+    else:
+        out.append(f"* Size: {train_result.get('train_pairs', 'unknown')} training samples")
+    out.append("* Columns: <code>anchor</code> and <code>positive</code>")
+    if manifest.get("seed") is not None:
+        out.append(f"* Seed: {manifest['seed']}")
+    digests = manifest.get("digests") or {}
+    if digests:
+        out.append("* Digests (sha256): " + ", ".join(f"`{k}` {str(v)[:12]}" for k, v in digests.items()))
+    loss_cfg = {
+        "loss": "CachedMultipleNegativesRankingLoss" if t.loss == "cached_mnrl" else "MultipleNegativesRankingLoss",
+        "matryoshka_dims": list(t.matryoshka_dims),
+        "matryoshka_weights": [1] * len(t.matryoshka_dims),
+        "n_dims_per_step": -1,
+    }
+    out += [
+        "* Loss: `MatryoshkaLoss` with these parameters:",
+        "```json",
+        json.dumps(loss_cfg, indent=2),
+        "```",
+        "### Training Hyperparameters",
+        f"- `eval_strategy`: {t.eval_strategy}",
+        f"- `per_device_train_batch_size`: {t.per_device_batch_size}",
+        f"- `per_device_eval_batch_size`: {t.eval_batch_size}",
+        f"- `gradient_accumulation_steps`: {t.gradient_accumulation_steps}",
+        f"- `learning_rate`: {t.learning_rate:g}",
+        f"- `num_train_epochs`: {t.epochs:g}",
+        f"- `max_steps`: {t.max_steps}",
+        f"- `lr_scheduler_type`: {t.lr_scheduler}",
+        f"- `warmup`: {t.warmup:g}",
+        f"- `precision`: {t.precision}",
+        f"- `tf32`: {t.tf32}",
+        "- `load_best_model_at_end`: True",
+        f"- `optim`: {t.optim}",
+        f"- `weight_decay`: {t.weight_decay:g}",
+        f"- `max_grad_norm`: {t.max_grad_norm:g}",
+        f"- `batch_sampler`: {t.batch_sampler}",
+        f"- `seed`: {t.seed}",
+    ]
+    run_facts = []
+    for label, k in (
+        ("Device", "device"),
+        ("Train pairs", "train_pairs"),
+        ("Seconds", "seconds"),
+        ("Pairs per second", "pairs_per_second"),
+        ("Best checkpoint", "best_checkpoint"),
+    ):
+        if train_result.get(k) is not None:
+            v = train_result[k]
+            run_facts.append(f"- {label}: {fmt(v) if isinstance(v, float) else v}")
+    if run_facts:
+        out += ["### Training Run", *run_facts]
+    log = _loss_log(train_result)
+    if log:
+        out += ["### Training Logs", *log]
+    out += ["", "### Framework Versions", *_versions(), ""]
+    return "\n".join(out)

@@ -1,0 +1,221 @@
+"""Champion/challenger promotion against the embedded sqlite store AND a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow_test_helpers import make_candidate, metrics, promote_worker, stored_metrics_evaluate
+
+from pipelines import registry, tracking
+from pipelines.config import PipelineConfig
+
+pytestmark = pytest.mark.integration
+
+
+def _alias(cfg: PipelineConfig, alias: str) -> str | None:
+    mv = registry.get_alias(tracking.client(cfg), cfg.registry.model_name, alias)
+    return None if mv is None else str(mv.version)
+
+
+def _versions(cfg: PipelineConfig) -> list[str]:
+    found = tracking.client(cfg).search_model_versions(f"name = '{cfg.registry.model_name}'")
+    return sorted(str(v.version) for v in found)
+
+
+def _never_called(uri: str) -> dict[str, float]:
+    raise AssertionError(f"there is no champion to re-evaluate, yet evaluate({uri!r}) was called")
+
+
+def _champion_of(cfg: PipelineConfig, uri: str, m: dict[str, float]) -> str:
+    run_id = make_candidate(cfg, m, uri)
+    d = registry.promote(cfg, run_id, uri, m, _never_called)
+    assert d.promote, d.reason
+    return run_id
+
+
+def test_first_candidate_becomes_champion(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
+    m = metrics(0.5)
+    run_id = make_candidate(mlflow_cfg, m, logged_model_uri)
+
+    d = registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
+
+    assert d.promote and d.champion_version is None and d.reason == "no champion yet"
+    assert _alias(mlflow_cfg, "champion") == d.candidate_version
+    assert _alias(mlflow_cfg, "previous-champion") is None
+    c = tracking.client(mlflow_cfg)
+    assert c.get_run(run_id).data.tags["decision"] == "promoted"
+    assert c.get_run(run_id).data.tags["registered_version"] == d.candidate_version
+    mv = c.get_model_version(mlflow_cfg.registry.model_name, str(d.candidate_version))
+    assert mv.tags["decision"] == "promoted" and mv.tags[registry.RUN_ID_TAG] == run_id
+    info = registry.champion(mlflow_cfg)
+    assert info is not None and info["version"] == d.candidate_version and info["run_id"] == run_id
+    assert info["metrics"]["dim_384_cosine_map@100"] == pytest.approx(0.5)
+
+
+def test_better_candidate_promoted_and_old_champion_kept_as_previous(
+    mlflow_cfg: PipelineConfig, logged_model_uri: str
+) -> None:
+    _champion_of(mlflow_cfg, logged_model_uri, metrics(0.5))
+    old = _alias(mlflow_cfg, "champion")
+    better = metrics(0.6)
+    run_id = make_candidate(mlflow_cfg, better, logged_model_uri)
+    calls: list[str] = []
+
+    def evaluate(uri: str) -> dict[str, float]:
+        calls.append(uri)
+        return stored_metrics_evaluate(uri)
+
+    d = registry.promote(mlflow_cfg, run_id, logged_model_uri, better, evaluate)
+
+    assert calls == [f"models:/{mlflow_cfg.registry.model_name}/{old}"]
+    assert d.promote and d.champion_version == old
+    assert d.deltas[384] == pytest.approx(0.1)
+    assert _alias(mlflow_cfg, "champion") == d.candidate_version != old
+    assert _alias(mlflow_cfg, "previous-champion") == old
+    run = tracking.client(mlflow_cfg).get_run(run_id)
+    assert run.data.metrics["champion_dim_384_cosine_map_at_100"] == pytest.approx(0.5)
+    assert json.loads(run.data.tags["decision_deltas"])["384"] == pytest.approx(0.1)
+
+
+def test_worse_candidate_rejected_and_alias_unchanged(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
+    _champion_of(mlflow_cfg, logged_model_uri, metrics(0.6))
+    old = _alias(mlflow_cfg, "champion")
+    worse = metrics(0.5)
+    run_id = make_candidate(mlflow_cfg, worse, logged_model_uri)
+
+    d = registry.promote(mlflow_cfg, run_id, logged_model_uri, worse, stored_metrics_evaluate)
+
+    assert not d.promote and "does not beat" in d.reason
+    assert _alias(mlflow_cfg, "champion") == old
+    assert _alias(mlflow_cfg, "previous-champion") is None
+    c = tracking.client(mlflow_cfg)
+    mv = c.get_model_version(mlflow_cfg.registry.model_name, str(d.candidate_version))
+    assert mv.tags["decision"] == "rejected" and mv.tags["rejection_reason"] == d.reason
+    assert json.loads(mv.tags["decision_deltas"])["384"] == pytest.approx(-0.1)
+    assert c.get_run(run_id).data.tags["decision"] == "rejected"
+
+
+def test_champion_is_reevaluated_not_read_from_old_metrics(
+    mlflow_cfg: PipelineConfig, logged_model_uri: str
+) -> None:
+    # The champion logged 0.9 on older data; on today's eval set it scores 0.4.
+    _champion_of(mlflow_cfg, logged_model_uri, metrics(0.9))
+    cand = metrics(0.5)
+    run_id = make_candidate(mlflow_cfg, cand, logged_model_uri)
+
+    d = registry.promote(mlflow_cfg, run_id, logged_model_uri, cand, lambda uri: metrics(0.4))
+
+    assert d.promote and d.deltas[384] == pytest.approx(0.1)
+    assert _alias(mlflow_cfg, "champion") == d.candidate_version
+
+
+def test_nan_candidate_never_promoted(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
+    nan_first = metrics(0.9, **{"dim_128_cosine_ndcg@10": math.nan})
+    run_id = make_candidate(mlflow_cfg, nan_first, logged_model_uri)
+    d = registry.promote(mlflow_cfg, run_id, logged_model_uri, nan_first, _never_called)
+    assert not d.promote and "non-finite" in d.reason
+    assert _alias(mlflow_cfg, "champion") is None  # not even as the first model
+
+    _champion_of(mlflow_cfg, logged_model_uri, metrics(0.5))
+    old = _alias(mlflow_cfg, "champion")
+    nan_better = metrics(0.99, **{"dim_64_cosine_map@100": math.nan})
+    run_id = make_candidate(mlflow_cfg, nan_better, logged_model_uri)
+    d = registry.promote(mlflow_cfg, run_id, logged_model_uri, nan_better, stored_metrics_evaluate)
+    assert not d.promote and _alias(mlflow_cfg, "champion") == old
+
+
+def test_rerun_after_crash_registers_no_duplicate_version(
+    mlflow_cfg: PipelineConfig, logged_model_uri: str
+) -> None:
+    m = metrics(0.5)
+    run_id = make_candidate(mlflow_cfg, m, logged_model_uri)
+    # A promotion that died after registering, before any alias was set:
+    first = registry.register_version(mlflow_cfg, run_id, logged_model_uri)
+    assert _alias(mlflow_cfg, "champion") is None
+
+    d1 = registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
+    d2 = registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
+
+    assert _versions(mlflow_cfg) == [str(first.version)]
+    assert d1.candidate_version == d2.candidate_version == str(first.version)
+    assert d1.promote and d2.promote and "already the champion" in d2.reason
+    assert _alias(mlflow_cfg, "champion") == str(first.version)
+
+
+@pytest.mark.parametrize("best_first", [True, False], ids=["best-first", "best-last"])
+def test_concurrent_promotions_end_on_the_best_version(
+    mlflow_cfg: PipelineConfig, logged_model_uri: str, best_first: bool
+) -> None:
+    _champion_of(mlflow_cfg, logged_model_uri, metrics(0.5))
+    stale = _alias(mlflow_cfg, "champion")
+    good, best = metrics(0.6), metrics(0.7)
+    good_run = make_candidate(mlflow_cfg, good, logged_model_uri)
+    best_run = make_candidate(mlflow_cfg, best, logged_model_uri)
+    # Start order (the second starts 0.5 s later); the lock decides the real order.
+    order = [(best_run, best), (good_run, good)] if best_first else [(good_run, good), (best_run, best)]
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    cfg_data = mlflow_cfg.model_dump(mode="json")
+    procs = [
+        ctx.Process(
+            target=promote_worker,
+            args=(cfg_data, run_id, logged_model_uri, m, barrier, 0.5 * i, results),
+        )
+        for i, (run_id, m) in enumerate(order)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        outcome = dict(results.get(timeout=300) for _ in procs)
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0, 0]
+
+    best_version = outcome[best_run]["candidate_version"]
+    good_version = outcome[good_run]["candidate_version"]
+    assert _alias(mlflow_cfg, "champion") == best_version
+    assert outcome[best_run]["promote"] is True
+    # Exactly one compared with the stale champion; the other with whatever the first left.
+    if outcome[best_run]["champion_version"] == stale:  # best went first
+        assert outcome[good_run]["champion_version"] == best_version
+        assert outcome[good_run]["promote"] is False
+        assert _alias(mlflow_cfg, "previous-champion") == stale
+    else:  # good went first, was promoted, then lost the title to best
+        assert outcome[good_run]["champion_version"] == stale and outcome[good_run]["promote"] is True
+        assert outcome[best_run]["champion_version"] == good_version
+        assert _alias(mlflow_cfg, "previous-champion") == good_version
+
+
+def test_champion_loads_from_registry_and_encodes(mlflow_cfg: PipelineConfig, saved_model_dir: Path) -> None:
+    import mlflow.sentence_transformers
+    from sentence_transformers import SentenceTransformer
+
+    tracking.connect(mlflow_cfg)
+    run_id = tracking.start_run(mlflow_cfg, run_name="candidate")
+    with tracking.run_guard(run_id):
+        uri = tracking.log_model(run_id, saved_model_dir, mlflow_cfg)
+        m = metrics(0.5)
+        tracking.log_metrics(run_id, m)
+        d = registry.promote(mlflow_cfg, run_id, uri, m, _never_called)
+    assert d.promote
+
+    info = registry.champion(mlflow_cfg)
+    assert info is not None
+    assert info["load"] == (
+        f'mlflow.sentence_transformers.load_model("models:/{mlflow_cfg.registry.model_name}@champion")'
+    )
+    model = mlflow.sentence_transformers.load_model(f"models:/{mlflow_cfg.registry.model_name}@champion")
+    texts = ["What can I cook with chickpeas and spinach?", "Vegan curry with chickpeas"]
+    got = model.encode(texts)
+    want = SentenceTransformer(str(saved_model_dir), device="cpu").encode(texts)
+    assert got.shape == (2, 384)
+    np.testing.assert_allclose(got, want, atol=1e-5)
