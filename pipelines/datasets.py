@@ -1,0 +1,293 @@
+"""Dataset directories: synthesize or read pairs, validate, split, write atomically with a manifest.
+
+``DIR/train.parquet``, ``DIR/validation.parquet``, ``DIR/eval.parquet`` hold accepted pairs
+(``anchor, positive, intent, group_id``); ``DIR/rejects.parquet`` every rejected row with its
+``split``, its input ``row`` and one ``reason``; ``DIR/manifest.json`` the counts, the sha256 of
+each file, the seed, the catalog digest and the resolved config. Each file is replaced atomically;
+the old manifest is removed first and the new one written last, so a killed run leaves no manifest
+that describes files it did not finish (``read_manifest`` also re-checks every digest).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines import __version__
+from pipelines.catalog import catalog_digest, load_catalog
+from pipelines.config import PipelineConfig
+from pipelines.errors import DataQualityError, InputError
+from pipelines.io import read_table, sha256_file, write_json, write_parquet
+from pipelines.schemas import PAIR_COLUMNS, SPLITS, leaked_anchors, normalize_text
+from pipelines.synthesis import split_targets, synthesize
+from pipelines.validation import ValidationResult, check_splits, load_tokenizer, validate_pairs
+
+MANIFEST = "manifest.json"
+FILES = {"train": "train.parquet", "validation": "validation.parquet", "eval": "eval.parquet"}
+REJECTS = "rejects.parquet"
+SYNTH_MARGIN = 0.01
+"""Spare pairs per (split, intent), as a share of the target (+2), to replace rejected rows."""
+
+Progress = Callable[[str], None] | None
+
+
+def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None) -> dict[str, Any]:
+    """Synthesize from the catalog, validate, keep exactly the targeted counts, write; return the manifest."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    catalog = load_catalog(cfg.catalog)
+    digest = catalog_digest(cfg.catalog)
+    timings["catalog_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pairs = synthesize(
+        catalog,
+        cfg.synthesis,
+        margin=SYNTH_MARGIN,
+        answer_budget_chars=max(60, cfg.model.max_seq_length * 2),
+        progress=progress,
+    )
+    timings["synthesize_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if progress:
+        progress(f"validating {len(pairs):,} pairs")
+    result = validate_pairs(pairs, max_tokens=cfg.model.max_seq_length, tokenizer=load_tokenizer(cfg.model.base_model))
+    timings["validate_s"] = time.perf_counter() - t
+
+    targets = split_targets(cfg.synthesis)
+    accepted = result.accepted
+    cell = accepted.groupby(["split", "intent"], sort=False).cumcount().to_numpy()
+    wanted = np.array(
+        [targets[s][i] for s, i in zip(accepted["split"], accepted["intent"], strict=True)], dtype=np.int64
+    )
+    keep = cell < wanted if len(accepted) else np.zeros(0, dtype=bool)
+    surplus = int((~keep).sum())
+    kept = accepted[keep].reset_index(drop=True)
+
+    shortfalls = []
+    got = kept.groupby(["split", "intent"]).size()
+    for s in SPLITS:
+        for intent, n in targets[s].items():
+            have = int(got.get((s, intent), 0))
+            if have < n:
+                shortfalls.append(f"{s}/{intent} {have}/{n}")
+    extra = {
+        "kind": "synthesized",
+        "source": "catalog",
+        "seed": cfg.synthesis.seed,
+        "catalog_digest": digest,
+        "targets": targets,
+        "surplus_unused": surplus,
+    }
+    t = time.perf_counter()
+    manifest = _write(out_dir, kept, result, cfg, extra, shortfalls, progress)
+    timings["write_s"] = time.perf_counter() - t
+    manifest["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    _gate(manifest, out_dir)
+    return manifest
+
+
+def validate_file(path: Path, out_dir: Path, cfg: PipelineConfig, progress: Progress = None) -> dict[str, Any]:
+    """Validate a user's pairs file (``anchor``, ``positive``; optional ``intent``, ``group_id``, ``split``).
+
+    Without ``split``, rows are split by group: ``group_id`` (default: the normalized question) is
+    hashed with the seed, ``n_eval / (n_train + n_eval)`` of the groups go to eval and
+    ``validation_fraction`` of the rest to validation.
+    """
+    path = Path(path)
+    df = read_pairs_table(path)
+    if df.empty:
+        raise InputError(f"{path}: no rows")
+    pairs = pd.DataFrame({"anchor": df["anchor"], "positive": df["positive"]})
+    pairs["intent"] = _fill(df["intent"], "unspecified") if "intent" in df else "unspecified"
+    default_group = "text:" + normalize_text(pairs["anchor"])
+    if "group_id" in df:
+        pairs["group_id"] = _fill(df["group_id"], None).where(df["group_id"].notna(), default_group)
+        pairs["group_id"] = pairs["group_id"].astype(str)
+    else:
+        pairs["group_id"] = default_group
+    if "split" in df:
+        pairs["split"] = df["split"].astype(object)
+        try:
+            check_splits(pairs)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+    else:
+        pairs["split"] = assign_splits(pairs["group_id"], cfg)
+    # Train rows first, so that duplicates and leaked questions are rejected in the later split.
+    order = pairs["split"].map({s: i for i, s in enumerate(SPLITS)}).to_numpy()
+    pairs = pairs.iloc[np.argsort(order, kind="stable")]
+
+    if progress:
+        progress(f"validating {len(pairs):,} rows of {path}")
+    result = validate_pairs(pairs, max_tokens=cfg.model.max_seq_length, tokenizer=load_tokenizer(cfg.model.base_model))
+    result.rejects["row"] = pairs.index.to_numpy()[result.rejects["row"].to_numpy()]
+    extra = {
+        "kind": "validated",
+        "source": str(path),
+        "source_digest": sha256_file(path),
+        "seed": cfg.synthesis.seed,
+        "catalog_digest": None,
+        "surplus_unused": 0,
+    }
+    manifest = _write(out_dir, result.accepted, result, cfg, extra, [], progress)
+    _gate(manifest, out_dir)
+    return manifest
+
+
+def read_pairs_table(path: Path) -> pd.DataFrame:
+    """Like :func:`pipelines.io.read_table`, but JSONL is parsed with :mod:`json` line by line.
+
+    ``pandas.read_json`` silently drops lone surrogates (``"\\ud800"``); ``json`` keeps them, so the
+    row is rejected as ``invalid_text`` instead of being changed. Bad JSON names its line.
+    """
+    required = ("anchor", "positive")
+    if path.suffix.lower() not in (".jsonl", ".json") or not path.is_file():
+        return read_table(path, required=required)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    records = []
+    for no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {no} is not valid JSON ({exc.msg})") from exc
+        if not isinstance(rec, dict):
+            raise InputError(f"{path}: line {no} is not a JSON object")
+        records.append(rec)
+    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        found = ", ".join(map(str, df.columns)) or "none"
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (found: {found})")
+    return df
+
+
+def assign_splits(group_id: pd.Series, cfg: PipelineConfig) -> pd.Series:
+    """Seeded, grouped split: every row of a group lands in the same split."""
+    key = f"{cfg.synthesis.seed:016d}"[-16:]
+    h = pd.util.hash_pandas_object(group_id.astype(str), index=False, hash_key=key).to_numpy()
+    u = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    syn = cfg.synthesis
+    eval_share = syn.n_eval / (syn.n_train + syn.n_eval)
+    val_cut = eval_share + (1 - eval_share) * syn.validation_fraction
+    split = np.where(u < eval_share, "eval", np.where(u < val_cut, "validation", "train"))
+    return pd.Series(split, index=group_id.index, dtype=object)
+
+
+def read_manifest(data_dir: Path, *, verify: bool = True, require_passed: bool = True) -> dict[str, Any]:
+    """The manifest of a dataset directory; InputError if missing, corrupt or out of date with its files."""
+    data_dir = Path(data_dir)
+    path = data_dir / MANIFEST
+    if not path.exists():
+        raise InputError(f"{path}: no manifest (not a dataset directory, or an interrupted run)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or "files" not in manifest or "counts" not in manifest:
+        raise InputError(f"{path}: not a recipe-embed dataset manifest")
+    if verify:
+        for name, info in manifest["files"].items():
+            f = data_dir / name
+            if not f.exists():
+                raise InputError(f"{f}: listed in the manifest but missing")
+            if sha256_file(f) != info.get("sha256"):
+                raise InputError(f"{f}: content does not match the manifest digest (modified or half-written)")
+    if require_passed and not manifest.get("quality_gate", {}).get("passed", False):
+        raise DataQualityError(f"{data_dir}: {manifest.get('quality_gate', {}).get('reason', 'quality gate failed')}")
+    return manifest
+
+
+# --- internals ------------------------------------------------------------------------------------
+
+
+def _fill(s: pd.Series, default: Any) -> pd.Series:
+    out = s.astype(object)
+    blank = out.isna() | out.map(lambda v: isinstance(v, str) and not v.strip())
+    return out.where(~blank, default)
+
+
+def _write(
+    out_dir: Path,
+    accepted: pd.DataFrame,
+    result: ValidationResult,
+    cfg: PipelineConfig,
+    extra: dict[str, Any],
+    shortfalls: list[str],
+    progress: Progress,
+) -> dict[str, Any]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    if progress:
+        progress(f"writing {out_dir}")
+    files: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, Any]] = {}
+    for split, name in FILES.items():
+        part = accepted[accepted["split"] == split][list(PAIR_COLUMNS)].reset_index(drop=True)
+        write_parquet(part, out_dir / name)
+        files[name] = {"sha256": sha256_file(out_dir / name), "rows": len(part)}
+        counts[split] = {
+            "total": len(part),
+            "by_intent": {k: int(v) for k, v in part["intent"].value_counts().sort_index().items()},
+        }
+    write_parquet(result.rejects, out_dir / REJECTS)
+    files[REJECTS] = {"sha256": sha256_file(out_dir / REJECTS), "rows": len(result.rejects)}
+
+    by_split = {s: int((result.rejects["split"] == s).sum()) for s in SPLITS}
+    fraction = result.reject_fraction
+    limit = cfg.validation.max_reject_fraction
+    reason = None
+    if fraction > limit:
+        top = ", ".join(f"{r} {n}" for r, n in result.by_reason.items())
+        reason = (
+            f"{len(result.rejects):,} of {result.n_input:,} rows rejected ({fraction:.2%}) > "
+            f"validation.max_reject_fraction {limit:.2%} ({top}); see {out_dir / REJECTS}"
+        )
+    elif shortfalls:
+        reason = f"too few accepted pairs for the targets: {', '.join(shortfalls)}; see {out_dir / REJECTS}"
+    manifest: dict[str, Any] = {
+        "schema_version": 1,
+        "created_by": f"recipe-embed {__version__}",
+        **extra,
+        "counts": counts,
+        "input_rows": result.n_input,
+        "accepted_rows": len(accepted),
+        "rejected": {"total": len(result.rejects), "by_reason": result.by_reason, "by_split": by_split},
+        "reject_fraction": round(fraction, 6),
+        "quality_gate": {"passed": reason is None, "max_reject_fraction": limit, "reason": reason},
+        "leakage": leakage_report(accepted),
+        "files": files,
+        "config": cfg.model_dump(mode="json"),
+    }
+    write_json(manifest, out_dir / MANIFEST)
+    return manifest
+
+
+def leakage_report(accepted: pd.DataFrame) -> dict[str, int]:
+    """Cross-split overlap in the *written* data: groups shared with eval, eval questions seen before."""
+    ev = accepted["split"] == "eval"
+    shared_groups = set(accepted.loc[ev, "group_id"]) & set(accepted.loc[~ev, "group_id"])
+    return {
+        "eval_groups_also_in_train_or_validation": len(shared_groups),
+        "questions_seen_in_an_earlier_split": int(leaked_anchors(accepted).sum()),
+    }
+
+
+def _gate(manifest: dict[str, Any], out_dir: Path) -> None:
+    if not manifest["quality_gate"]["passed"]:
+        raise DataQualityError(str(manifest["quality_gate"]["reason"]))

@@ -1,0 +1,181 @@
+"""Lazy pandera validation of pairs: every row is accepted or rejected with exactly one reason.
+
+``validate_pairs`` runs :func:`pipelines.schemas.pair_schema` with ``lazy=True`` so pandera collects
+every failure, then gives each failing row the *first* reason in :data:`pipelines.schemas.REASONS`.
+``len(accepted) + len(rejects) == len(input)`` always holds.
+
+Token lengths use the base model's own tokenizer (``tokenizer.json`` via the ``tokenizers`` library,
+special tokens included, no truncation). Texts that cannot exceed the limit are not tokenized: for
+ASCII text every token covers at least one non-space character, so ``2 + non-space chars <= limit``
+proves the text fits.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow.compute as pc
+
+from pipelines.errors import InputError
+from pipelines.schemas import PAIR_COLUMNS, REASONS, SPLITS, is_text, normalize_text, pair_schema, text_status, to_arrow
+
+_SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
+
+
+@dataclass
+class ValidationResult:
+    """``accepted``: pair columns + ``split``; ``rejects``: the same + ``reason`` (one per row)."""
+
+    accepted: pd.DataFrame
+    rejects: pd.DataFrame
+    n_input: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reject_fraction(self) -> float:
+        return len(self.rejects) / self.n_input if self.n_input else 0.0
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(base_model: str) -> Any:
+    """The ``tokenizers.Tokenizer`` of a base model (bundled, local dir or cached hub id), untruncated."""
+    from tokenizers import Tokenizer
+
+    from pipelines.models import resolve_base_model
+
+    resolved = resolve_base_model(base_model)
+    path = Path(resolved) / "tokenizer.json"
+    if not path.exists():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(resolved, "tokenizer.json"))
+        except Exception as exc:
+            raise InputError(f"{base_model}: no tokenizer.json found for the base model ({exc})") from exc
+    tok = Tokenizer.from_file(str(path))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def token_lengths(texts: pd.Series, status: pd.Series, tokenizer: Any, limit: int) -> np.ndarray:
+    """Token count (with special tokens) per text; 0 where ``status`` is not ``ok``.
+
+    Exact wherever the text could exceed ``limit``; elsewhere an upper bound that is within it.
+    """
+    valid = (status == "ok").to_numpy()
+    arr, _ = to_arrow(texts.where(status == "ok", None))
+    nonspace = _int(pc.subtract(pc.utf8_length(arr), pc.count_substring_regex(arr, r"\s")))
+    ascii_ = np.asarray(pc.fill_null(pc.string_is_ascii(arr), False).to_numpy(zero_copy_only=False), dtype=bool)
+    bound = nonspace + _SPECIAL_TOKENS
+    sure = valid & ascii_ & (bound <= limit)
+    need = valid & ~sure
+    lengths = np.where(sure, bound, 0).astype(np.int64)
+    if need.any():
+        todo = texts.to_numpy(dtype=object)[need]
+        uniq = pd.unique(todo)
+        enc = tokenizer.encode_batch(list(uniq), add_special_tokens=True)
+        counts = dict(zip(uniq, (len(e.ids) for e in enc), strict=True))
+        lengths[need] = [counts[t] for t in todo]
+    return lengths
+
+
+def _int(arr: Any) -> np.ndarray:
+    return np.asarray(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def prepare_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> pd.DataFrame:
+    """The pair columns plus the working columns :class:`~pipelines.schemas.PairSchema` checks."""
+    missing = [c for c in (*PAIR_COLUMNS, "split") if c not in df.columns]
+    if missing:
+        raise InputError(f"pairs are missing column(s) {', '.join(missing)}")
+    work = pd.DataFrame(
+        {c: df[c].astype(object).where(df[c].notna(), None).to_numpy() for c in (*PAIR_COLUMNS, "split")}
+    )
+    for col in ("intent", "group_id"):
+        _, encodable = to_arrow(work[col])
+        fix = ~encodable & is_text(work[col]).to_numpy()
+        if fix.any():
+            work.loc[fix, col] = work.loc[fix, col].map(_escape)
+    for col in ("anchor", "positive"):
+        status = text_status(work[col])
+        work[f"{col}_status"] = status
+        work[f"{col}_key"] = normalize_text(work[col].where(status == "ok", None))
+        work[f"{col}_tokens"] = token_lengths(work[col], status, tokenizer, max_tokens)
+        bad = (status == "invalid_text").to_numpy()
+        if bad.any():  # lone surrogates cannot be stored (or even printed by pandera): escape them
+            work.loc[bad, col] = work.loc[bad, col].map(_escape)
+    return work
+
+
+def _escape(v: Any) -> Any:
+    return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
+
+
+def validate_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> ValidationResult:
+    """Validate ``anchor, positive, intent, group_id, split`` rows (train rows first, then validation, eval)."""
+    work = prepare_pairs(df, max_tokens=max_tokens, tokenizer=tokenizer)
+    reason = pd.Series(None, index=work.index, dtype=object)
+    try:
+        pair_schema(max_tokens).validate(work, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        reason = _first_reason(exc.failure_cases, work.index)
+
+    bad = reason.notna().to_numpy()
+    cols = [*PAIR_COLUMNS, "split"]
+    accepted = work.loc[~bad, cols].reset_index(drop=True)
+    for c in ("anchor", "positive", "intent", "group_id"):
+        accepted[c] = accepted[c].astype(str)
+    rejects = work.loc[bad, cols].copy()
+    rejects["reason"] = reason[bad].astype(str)
+    rejects = _storable(rejects.reset_index(names="row"))
+    by_reason = {r: int(n) for r, n in rejects["reason"].value_counts().items()}
+    return ValidationResult(
+        accepted=accepted,
+        rejects=rejects,
+        n_input=len(work),
+        by_reason={r: by_reason[r] for r in REASONS if r in by_reason},
+    )
+
+
+def _first_reason(fc: pd.DataFrame, index: pd.Index) -> pd.Series:
+    """pandera failure cases -> the first reason (in ``REASONS`` order) per row index."""
+    order = {r: i for i, r in enumerate(REASONS)}
+    structural = fc[fc["index"].isna() | ~fc["check"].astype(str).isin([*order, "not_nullable"])]
+    if not structural.empty:
+        # A failure that is not about one row (a wrong dtype, a bad split value): not a reject reason.
+        what = sorted({f"{c}: {k}" for c, k in zip(structural["column"], structural["check"], strict=True)})
+        raise InputError(f"pairs failed structural checks: {'; '.join(map(str, what))}")
+    checks = fc["check"].astype(str).replace({"not_nullable": "missing"})
+    rank = checks.map(order)
+    per_row = pd.DataFrame({"index": fc["index"].astype(int).to_numpy(), "rank": rank.to_numpy()})
+    best = per_row.groupby("index")["rank"].min()
+    out = pd.Series(None, index=index, dtype=object)
+    out.loc[best.index] = [REASONS[i] for i in best.to_numpy()]
+    return out
+
+
+def _storable(df: pd.DataFrame) -> pd.DataFrame:
+    """Rejected values as text Parquet can store: non-strings as ``repr``, lone surrogates escaped."""
+
+    def fix(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        return v if isinstance(v, str) else repr(v)
+
+    for c in ("anchor", "positive", "intent", "group_id"):
+        df[c] = df[c].map(fix).astype(object)
+    df["split"] = df["split"].astype(str)
+    return df
+
+
+def check_splits(df: pd.DataFrame) -> None:
+    bad = set(df["split"].dropna().astype(str)) - set(SPLITS)
+    if bad or df["split"].isna().any():
+        raise InputError(f"split must be one of {', '.join(SPLITS)}; found {sorted(bad) or 'empty values'}")
