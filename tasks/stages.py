@@ -21,7 +21,6 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.context import TaskRunContext
-from prefect.filesystems import LocalFileSystem
 from prefect.logging import get_run_logger
 
 from pipelines import stages
@@ -46,11 +45,14 @@ def dataset_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]
     return f"recipe-embed-dataset-{stages.dataset_key(parameters['cfg'])}"
 
 
-def result_storage_for(cfg: PipelineConfig) -> LocalFileSystem:
-    """Persisted task results live in ``<data_dir>/prefect-results`` (absolute, for any cwd)."""
+def result_storage_for(cfg: PipelineConfig) -> Path:
+    """Persisted task results live in ``<data_dir>/prefect-results`` (absolute, for any cwd).
+
+    A ``Path`` (not an unsaved block) is what Prefect accepts as local result storage.
+    """
     path = (Path(cfg.paths.data_dir) / "prefect-results").resolve()
     path.mkdir(parents=True, exist_ok=True)
-    return LocalFileSystem(basepath=str(path))
+    return path
 
 
 # --- the registry lock ---------------------------------------------------------------------------

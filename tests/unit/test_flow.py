@@ -1,0 +1,188 @@
+"""The train-and-evaluate flow on a temporary Prefect API, with every pipeline stage monkeypatched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import report as rpt
+from flows import train_and_evaluate as fte
+from pipelines import stages
+from pipelines.config import ConfigError
+from tasks import stages as t
+
+DIMS = (384, 256, 128, 64)
+
+
+def _metrics(value: float) -> dict[str, float]:
+    return {f"dim_{d}_cosine_{m}": value + d / 10_000 for d in DIMS for m in ("map@100", "ndcg@10")}
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+class FakeStages:
+    """Stand-ins for pipelines.stages that record calls; promote_stage really takes the lock."""
+
+    def __init__(self, tmp_path: Path, key: str = "k1", skip: str | None = None, fail_train: bool = False):
+        self.tmp_path, self.key, self.skip, self.fail_train = tmp_path, key, skip, fail_train
+        self.calls: list[str] = []
+        self.synth_runs = 0
+        self.ended: list[tuple[str, str]] = []
+        self.lock_held = False
+
+    def install(self, mp: pytest.MonkeyPatch) -> None:
+        mp.setattr(stages, "dataset_key", lambda cfg: self.key)
+        mp.setattr(stages, "synthesize_stage", self.synthesize)
+        mp.setattr(stages, "dataset_is_complete", lambda p: (Path(p) / "manifest.json").exists())
+        mp.setattr(stages, "start_run_stage", lambda cfg, run_name=None: self._call("start", "run-123"))
+        mp.setattr(stages, "should_skip_training", lambda cfg: self._call("skip_check", self.skip))
+        mp.setattr(stages, "default_model_root", lambda cfg: self.tmp_path / "models" / "m1")
+        mp.setattr(t, "train_in_subprocess", self.train)
+        mp.setattr(stages, "evaluate_stage", self.evaluate)
+        mp.setattr(stages, "log_stage", lambda *a, **k: self._call("log", "models:/recipe-embedder/2"))
+        mp.setattr(stages, "promote_stage", self.promote)
+        mp.setattr(stages, "end_run_stage", lambda run_id, status="FINISHED": self.ended.append((run_id, status)))
+        mp.setattr(stages, "tracking_ui_url", lambda cfg, run_id: f"http://mlflow.test/#/runs/{run_id}")
+        mp.setattr("pipelines.tracking.connect", lambda cfg: "sqlite://")
+
+    def _call(self, name: str, result: Any) -> Any:
+        self.calls.append(name)
+        return result
+
+    def synthesize(self, cfg) -> str:
+        self.synth_runs += 1
+        out = self.tmp_path / "datasets" / self.key
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text("{}")
+        return self._call("synthesize", str(out))
+
+    def train(self, cfg, data_dir, out_dir, **kw) -> str:
+        self.calls.append("train")
+        if self.fail_train:
+            raise RuntimeError("boom in training")
+        Path(out_dir, "model").mkdir(parents=True, exist_ok=True)
+        return str(out_dir)
+
+    def evaluate(self, cfg, model, data_dir, out_json=None) -> dict[str, float]:
+        self.calls.append(f"evaluate:{'base' if model == cfg.model.base_model else 'candidate'}")
+        return _metrics(0.30 if model == cfg.model.base_model else 0.60)
+
+    def promote(self, cfg, run_id, model_uri, data_dir, candidate, lock=None, base=None, model_root=None):
+        assert lock is not None
+        with lock():
+            self.lock_held = True
+        self.calls.append("promote")
+        return {
+            "promote": True,
+            "reason": "map@100 at 384 beats champion by 0.1",
+            "deltas": {"dim_384_cosine_map@100": 0.1},
+            "version": "2",
+            "champion_version": "1",
+            "champion_metrics": _metrics(0.50),
+        }
+
+
+def _overrides(tmp_path: Path) -> dict[str, Any]:
+    return {"paths": {"data_dir": str(tmp_path / "data")}}
+
+
+def test_full_run_report_artifact_and_cached_rerun(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path)
+    fake.install(monkeypatch)
+    report = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+
+    assert fake.calls == [
+        "start", "synthesize", "skip_check", "train", "evaluate:candidate", "evaluate:base", "log", "promote"
+    ]  # fmt: skip
+    assert fake.lock_held and fake.ended == [("run-123", "FINISHED")]
+    assert report["synthesis"] == "computed" and report["decision"]["promote"] is True
+    assert report["metrics"]["champion"] == _metrics(0.50)
+    assert report["mlflow_url"] == "http://mlflow.test/#/runs/run-123"
+    json.dumps(report)  # the flow's result is plain data
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts(limit=5)
+    md = next(a for a in artifact if a.key == fte.REPORT_KEY).data
+    assert "| 384 | map@100 | 0.6384 | 0.5384 | 0.3384 |" in md and "PROMOTED" in md and "run-123" in md
+
+    # same inputs: synthesis comes from the cache and the stage is not run again
+    again = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    assert again["synthesis"] == "cached" and fake.synth_runs == 1
+
+    # a changed input (another dataset key) is computed again
+    fake.key = "k2"
+    changed = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    assert changed["synthesis"] == "computed" and fake.synth_runs == 2
+
+
+def test_deleted_cached_dataset_is_rebuilt(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path, key="k-del")
+    fake.install(monkeypatch)
+    fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    (tmp_path / "datasets" / "k-del" / "manifest.json").unlink()
+    report = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    assert report["synthesis"] == "computed" and fake.synth_runs == 2
+
+
+def test_skip_when_champion_has_the_same_inputs(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path, skip="champion v1 was trained on the same inputs")
+    fake.install(monkeypatch)
+    report = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    assert "train" not in fake.calls and "promote" not in fake.calls
+    assert report["skipped"] == "champion v1 was trained on the same inputs"
+    assert fake.ended == [("run-123", "FINISHED")]
+    assert "SKIPPED training" in rpt.to_markdown(report)
+
+
+def test_failure_ends_the_mlflow_run_failed(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path, fail_train=True)
+    fake.install(monkeypatch)
+    with pytest.raises(RuntimeError, match="boom in training"):
+        fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    assert fake.ended == [("run-123", "FAILED")]
+
+
+def test_bad_override_fails_with_one_line(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path)
+    fake.install(monkeypatch)
+    with pytest.raises(ConfigError, match=r"invalid flow parameters: training\.epochz: unknown key"):
+        fte.train_and_evaluate(profile="smoke", overrides={"training": {"epochz": 1}})
+    assert fake.calls == []
+
+
+def test_parameter_schema_is_a_form() -> None:
+    schema = fte.train_and_evaluate.parameters.model_dump()
+    props = schema["properties"]
+    assert set(props) == {"profile", "overrides", "run_name"}
+    assert "smoke" in json.dumps(props["profile"]) and "auto" in json.dumps(props["profile"])
+
+
+def test_main_rejects_bad_set_before_running(capsys) -> None:
+    assert fte.main(["--profile", "smoke", "--set", "training.epochz=1"]) == 2
+    assert "training.epochz: unknown key" in capsys.readouterr().err
+
+
+def test_text_report_shows_table_decision_and_mlflow_hint() -> None:
+    report = {
+        "dims": [384],
+        "metrics": {"candidate": _metrics(0.6), "champion": None, "base": _metrics(0.3)},
+        "decision": {"promote": False, "reason": "no gain", "champion_version": "3"},
+        "run_id": "r1",
+        "mlflow_url": None,
+        "synthesis": "cached",
+    }
+    text = rpt.to_text(report)
+    assert "0.6384" in text and "0.3384" in text and "–" in text
+    assert "KEPT champion (version 3): no gain" in text
+    assert rpt.MLFLOW_UI_HINT in text
