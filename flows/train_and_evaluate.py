@@ -208,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = parse_args(argv)
     try:
         overrides = read_config_file(args.config) if args.config else {}
@@ -218,8 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"train-and-evaluate: error: {exc}", file=sys.stderr)
         return 2
+    # the ephemeral API starts a server subprocess: Prefect's 20 s default is short on a busy machine;
+    # settings are read when prefect is imported, so the override goes through temporary_settings
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    startup = max(120, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
     try:
-        result = train_and_evaluate(profile=args.profile, overrides=overrides or None, run_name=args.run_name)
+        with temporary_settings(
+            updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+        ):
+            result = train_and_evaluate(profile=args.profile, overrides=overrides or None, run_name=args.run_name)
     except Exception as exc:
         print(f"train-and-evaluate: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)

@@ -1,0 +1,100 @@
+"""The local stack (infra/up.sh) on free ports with a temporary state and data dir; always torn down."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    api: str
+    mlflow_uri: str
+    data_dir: Path
+    state_dir: Path
+
+    def prefect(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / ".venv/bin/prefect"), *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+    def get(self, path: str) -> Any:
+        r = httpx.get(f"{self.api}{path}", timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        r = httpx.post(f"{self.api}{path}", json=body, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def run_deployment(self, name: str, parameters: dict[str, Any]) -> str:
+        dep = self.get(f"/deployments/name/{name}")
+        return str(self.post(f"/deployments/{dep['id']}/create_flow_run", {"parameters": parameters})["id"])
+
+    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/flow_runs/{flow_run_id}"))
+
+    def wait_state(self, flow_run_id: str, types: set[str], timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            fr = self.flow_run(flow_run_id)
+            if fr["state"] and fr["state"]["type"] in types:
+                return fr
+            if time.monotonic() > deadline:
+                raise AssertionError(f"flow run {flow_run_id} still {fr['state']} after {timeout_s}s")
+            time.sleep(2)
+
+    def report(self, flow_run_id: str) -> str:
+        arts = self.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+        return "\n".join(a["data"] for a in arts if a.get("key") == "train-and-evaluate-report")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state = tmp_path_factory.mktemp("infra-state")
+    data = tmp_path_factory.mktemp("recipe-embed-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    pp, mp = free_port(), free_port()
+    env.update(
+        PREFECT_PORT=str(pp),
+        MLFLOW_PORT=str(mp),
+        RECIPE_EMBED_STATE_DIR=str(state),
+        RECIPE_EMBED_HOME=str(data),
+        PREFECT_API_URL=f"http://127.0.0.1:{pp}/api",
+        PREFECT_HOME=str(state / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mp}",
+        HF_HUB_OFFLINE="1",
+        HEALTH_DEADLINE_S="180",
+    )
+    s = Stack(env, f"http://127.0.0.1:{pp}/api", f"http://127.0.0.1:{mp}", data, state)
+    try:
+        up = subprocess.run(["bash", str(ROOT / "infra/up.sh")], env=env, capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, f"infra/up.sh failed:\n{up.stderr[-4000:]}"
+        yield s
+    finally:
+        down = subprocess.run(
+            ["bash", str(ROOT / "infra/down.sh")], env=env, capture_output=True, text=True, timeout=300
+        )
+        for name in ("worker", "mlflow", "prefect"):
+            assert not (state / f"{name}.pid").exists(), f"{name} PID file left behind:\n{down.stderr}"
