@@ -126,9 +126,10 @@ def resolve_model_path(name: str | Path) -> str:
 
 def load_model(name: str | Path, device: str | None = None) -> SentenceTransformer:
     """Load a SentenceTransformer from a model dir, a train output dir, ``bundled:...`` or a hub id."""
+    path = resolve_model_path(name)  # path errors before the heavy import
+
     from sentence_transformers import SentenceTransformer
 
-    path = resolve_model_path(name)
     try:
         return SentenceTransformer(path, device=device)
     except (OSError, ValueError) as exc:

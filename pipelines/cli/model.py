@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """The card's IR metrics per dimension (encode once, slice per dim); base vs fine-tuned with --base."""
         from rich.console import Console
 
-        from pipelines.evaluation import evaluate_pairs, load_pairs, metrics_table
+        from pipelines.evaluation import evaluate_pairs, load_pairs, metrics_table, resolve_model_path
         from pipelines.io import write_json
 
         cfg = resolve(profile, config, set_)
@@ -95,6 +95,9 @@ def register(app: typer.Typer) -> None:
         if base_json is not None and base is None:
             raise InputError("--base-json needs --base")
         frame = load_pairs(pairs)
+        for name in (model, base):  # fail on a bad path before any model is loaded
+            if name is not None:
+                resolve_model_path(name)
         results: dict[str, dict[str, float]] = {}
         if base is not None:
             results["base"] = evaluate_pairs(base, frame, dim_list, bs, progress=True)

@@ -1,0 +1,173 @@
+"""Fine-tuning on a tiny fixed set: learns, keeps the validation-best checkpoint, resumes, fails on NaN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from pipelines.config import ModelConfig, TrainingConfig
+from pipelines.errors import InputError, TrainingError
+from pipelines.evaluation import evaluate_pairs
+from pipelines.training import TrainResult, last_complete_checkpoint, load_train_result, train
+
+MODEL_CFG = ModelConfig(max_seq_length=32)
+# 48 pairs, batch 16 -> 3 steps an epoch.
+TRAIN_CFG = TrainingConfig(
+    epochs=2,
+    per_device_batch_size=16,
+    eval_batch_size=64,
+    learning_rate=1e-4,
+    optim="adamw_torch",
+    logging_steps=1,
+    save_total_limit=1,
+)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(step: int) -> Any:
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step >= step:
+                raise _Interrupt(f"simulated crash before step {step + 1}")
+
+    return Interrupt()
+
+
+def _step_counter() -> Any:
+    from transformers import TrainerCallback
+
+    class Counter(TrainerCallback):
+        steps: list[int]
+
+        def __init__(self) -> None:
+            self.steps = []
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.steps.append(state.global_step)
+
+    return Counter()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path, Path]:
+    from tests.conftest import make_recipe_pairs, write_dataset_dir
+
+    root = tmp_path_factory.mktemp("train")
+    pairs = make_recipe_pairs()
+    data = write_dataset_dir(root / "data", pairs, pairs, pairs)
+    (data / "eval.parquet").write_bytes(b"not parquet: training must never read the eval split")
+    out = root / "out"
+    return train(data, out, MODEL_CFG, TRAIN_CFG, progress=False), data, out
+
+
+@pytest.mark.slow
+def test_training_lowers_loss_and_beats_base(trained, bundled_model_path: str) -> None:  # type: ignore[no-untyped-def]
+    result, data, out = trained
+    assert result.model_dir == out / "model"
+    assert (out / "model" / "modules.json").is_file()
+    assert result.global_step == 6
+    losses = pd.DataFrame(result.loss_history)
+    assert losses["step"].tolist() == list(range(1, 7))
+    first_epoch = losses[losses["step"] <= 3]["loss"].mean()
+    last_epoch = losses[losses["step"] > 3]["loss"].mean()
+    assert last_epoch < first_epoch
+
+    pairs = pd.read_parquet(data / "validation.parquet")
+    base = evaluate_pairs(bundled_model_path, pairs, (384, 64), batch_size=64)
+    tuned = evaluate_pairs(result.model_dir, pairs, (384, 64), batch_size=64)
+    assert tuned["dim_384_cosine_map@100"] > base["dim_384_cosine_map@100"] + 0.03
+    assert tuned["dim_64_cosine_map@100"] > base["dim_64_cosine_map@100"] + 0.03
+
+
+@pytest.mark.slow
+def test_saved_model_is_the_validation_best_checkpoint(trained) -> None:  # type: ignore[no-untyped-def]
+    result, data, out = trained
+    assert result.best_checkpoint is not None
+    assert Path(result.best_checkpoint).parent == out / "checkpoints"
+    state = json.loads((Path(result.best_checkpoint) / "trainer_state.json").read_text())
+    evals = [e for e in state["log_history"] if "eval_dim_384_cosine_map@100" in e]
+    assert len(evals) == 2  # one evaluation per epoch
+    assert state["best_metric"] == max(e["eval_dim_384_cosine_map@100"] for e in evals)
+    # The installed model reproduces the validation metrics recorded for the best checkpoint.
+    pairs = pd.read_parquet(data / "validation.parquet")
+    again = evaluate_pairs(result.model_dir, pairs, TRAIN_CFG.matryoshka_dims, batch_size=64)
+    assert set(again) == set(result.validation_metrics)
+    for key, value in result.validation_metrics.items():
+        assert again[key] == pytest.approx(value, abs=1e-6), key
+    assert result.validation_metrics["dim_384_cosine_map@100"] == pytest.approx(state["best_metric"])
+
+
+@pytest.mark.slow
+def test_train_result_json_round_trips(trained) -> None:  # type: ignore[no-untyped-def]
+    result, _, out = trained
+    saved = load_train_result(out)
+    assert saved == json.loads(json.dumps(result.to_dict()))
+    assert saved["train_pairs"] == 48
+    assert saved["device"] == "cpu"
+    assert saved["pairs_per_second"] > 0
+    # NO_DUPLICATES may leave a batch short: count the pairs that really went through the loss.
+    seen = saved["settings"]["pairs_seen"]
+    assert 2 * 40 <= seen <= 6 * 16
+    train_seconds = saved["seconds"] - saved["eval_seconds"]
+    assert saved["pairs_per_second"] == pytest.approx(seen / train_seconds, rel=0.01)
+
+
+@pytest.mark.slow
+def test_resume_continues_from_last_checkpoint(tmp_path: Path, tiny_dataset_dir: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(_Interrupt):
+        train(tiny_dataset_dir, out, MODEL_CFG, TRAIN_CFG, progress=False, callbacks=[_interrupt_after(4)])
+    assert not (out / "model").exists()
+    checkpoint = last_complete_checkpoint(out / "checkpoints")
+    assert checkpoint is not None and checkpoint.name == "checkpoint-3"
+
+    counter = _step_counter()
+    result = train(tiny_dataset_dir, out, MODEL_CFG, TRAIN_CFG, resume=True, progress=False, callbacks=[counter])
+    assert result.resumed_from == str(checkpoint)
+    assert counter.steps == [4, 5, 6]  # only the second epoch ran again
+    assert result.global_step == 6
+    assert [e["step"] for e in result.loss_history] == list(range(1, 7))  # history kept across the crash
+    assert (out / "model" / "modules.json").is_file()
+
+
+def test_resume_without_checkpoint_is_an_input_error(tmp_path: Path, tiny_dataset_dir: Path) -> None:
+    with pytest.raises(InputError, match="no complete checkpoint"):
+        train(tiny_dataset_dir, tmp_path / "out", MODEL_CFG, TRAIN_CFG, resume=True, progress=False)
+
+
+def test_missing_dataset_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such dataset directory"):
+        train(tmp_path / "absent", tmp_path / "out", MODEL_CFG, TRAIN_CFG, progress=False)
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_at_once_and_writes_no_model(
+    tmp_path: Path, tiny_dataset_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
+
+    real_forward = MatryoshkaLoss.forward
+    calls: list[int] = []
+
+    def nan_on_second_step(self: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        loss = real_forward(self, *args, **kwargs)
+        calls.append(1)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(MatryoshkaLoss, "forward", nan_on_second_step)
+    out = tmp_path / "out"
+    with pytest.raises(TrainingError, match=r"loss is nan at step 2"):
+        train(tiny_dataset_dir, out, MODEL_CFG, TRAIN_CFG, progress=False)
+    assert len(calls) == 2  # stopped at the bad step, not at the next log or epoch end
+    assert not (out / "model").exists()
+    assert not (out / "train_result.json").exists()
