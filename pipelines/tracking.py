@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -337,7 +338,9 @@ def log_dataset(run_id: str, data_dir: str | Path) -> None:
 
             sha = sha256_file(path)
         df = pd.read_parquet(path)
-        ds = from_pandas(df, source=str(path), name=f"recipe-{split}", digest=sha[:32])
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways" (same class)
+            warnings.simplefilter("ignore", UserWarning)
+            ds = from_pandas(df, source=str(path), name=f"recipe-{split}", digest=sha[:32])
         inputs.append(
             DatasetInput(
                 ds._to_mlflow_entity(),

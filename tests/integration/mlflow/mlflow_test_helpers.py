@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from typing import Any
 
 from pipelines.config import PipelineConfig
 
 DIMS = (384, 256, 128, 64)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def metrics(map384: float, others: float | None = None, **override: float) -> dict[str, float]:

@@ -100,9 +100,7 @@ def test_worse_candidate_rejected_and_alias_unchanged(mlflow_cfg: PipelineConfig
     assert c.get_run(run_id).data.tags["decision"] == "rejected"
 
 
-def test_champion_is_reevaluated_not_read_from_old_metrics(
-    mlflow_cfg: PipelineConfig, logged_model_uri: str
-) -> None:
+def test_champion_is_reevaluated_not_read_from_old_metrics(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
     # The champion logged 0.9 on older data; on today's eval set it scores 0.4.
     _champion_of(mlflow_cfg, logged_model_uri, metrics(0.9))
     cand = metrics(0.5)
@@ -129,9 +127,7 @@ def test_nan_candidate_never_promoted(mlflow_cfg: PipelineConfig, logged_model_u
     assert not d.promote and _alias(mlflow_cfg, "champion") == old
 
 
-def test_rerun_after_crash_registers_no_duplicate_version(
-    mlflow_cfg: PipelineConfig, logged_model_uri: str
-) -> None:
+def test_rerun_after_crash_registers_no_duplicate_version(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
     m = metrics(0.5)
     run_id = make_candidate(mlflow_cfg, m, logged_model_uri)
     # A promotion that died after registering, before any alias was set:
