@@ -50,10 +50,16 @@ def decision_line(report: Mapping[str, Any]) -> str:
     return f"{verdict}{suffix}: {decision.get('reason', '')}".rstrip(": ")
 
 
+def ui_hint(report: Mapping[str, Any]) -> str:
+    """``mlflow ui`` on the run's sqlite store (the embedded default when unknown)."""
+    uri = str(report.get("tracking_uri") or "")
+    return f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else MLFLOW_UI_HINT
+
+
 def mlflow_line(report: Mapping[str, Any]) -> str:
     if report.get("mlflow_url"):
         return f"MLflow run: {report['mlflow_url']}"
-    return f"MLflow run {report.get('run_id')}: open the UI with `{MLFLOW_UI_HINT}` (then http://127.0.0.1:5000)"
+    return f"MLflow run {report.get('run_id')}: open the UI with `{ui_hint(report)}` (then http://127.0.0.1:5000)"
 
 
 def to_markdown(report: Mapping[str, Any]) -> str:
@@ -68,7 +74,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     ]
     url = report.get("mlflow_url")
     run_id = report.get("run_id")
-    lines.append(f"**MLflow run:** [{run_id}]({url})" if url else f"**MLflow run:** `{run_id}` (`{MLFLOW_UI_HINT}`)")
+    lines.append(f"**MLflow run:** [{run_id}]({url})" if url else f"**MLflow run:** `{run_id}` (`{ui_hint(report)}`)")
     lines.append("")
     if rows:
         lines += ["| dim | metric | candidate | champion | base |", "|---:|---|---:|---:|---:|"]

@@ -177,6 +177,9 @@ def train_and_evaluate(
 
     t.end_run(run_id, "FINISHED")
     try:
+        from pipelines.tracking import resolve_tracking_uri
+
+        report["tracking_uri"] = resolve_tracking_uri(cfg)
         report["mlflow_url"] = stages.tracking_ui_url(cfg, run_id)
     except Exception as exc:  # a missing link must not fail a finished run
         logger.warning("no MLflow link: %s", exc)
