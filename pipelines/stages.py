@@ -223,6 +223,7 @@ def promote_stage(
 
     decision = registry.promote(cfg, run_id, model_uri, candidate, evaluate=evaluate, lock=lock)
     out = decision.to_dict()
+    out["champion_metrics"] = tracking.read_metrics(run_id, prefix="champion_") or None
     train_result: dict[str, Any] = {}
     if model_root:
         from pipelines.training import load_train_result

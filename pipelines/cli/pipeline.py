@@ -23,7 +23,7 @@ def print_report(report: dict[str, Any], dims: tuple[int, ...], echo: Any = type
         results["base"] = report["base"]
     Console().print(metrics_table(results, dims))
     verdict = "PROMOTED" if decision.get("promote") else "NOT promoted"
-    echo(f"decision: {verdict} (version {decision.get('version')}): {decision.get('reason')}")
+    echo(f"decision: {verdict} (version {decision.get('candidate_version')}): {decision.get('reason')}")
 
 
 def register(app: typer.Typer) -> None:
