@@ -24,7 +24,7 @@ from pipelines.catalog import catalog_digest, load_catalog
 from pipelines.config import PipelineConfig
 from pipelines.errors import DataQualityError, InputError
 from pipelines.io import read_table, sha256_file, write_json, write_parquet
-from pipelines.schemas import PAIR_COLUMNS, SPLITS, leaked_anchors, normalize_text
+from pipelines.schemas import PAIR_COLUMNS, SPLITS, leaked_keys, normalize_text
 from pipelines.synthesis import split_targets, synthesize
 from pipelines.validation import ValidationResult, check_splits, load_tokenizer, validate_pairs
 
@@ -64,9 +64,9 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
     targets = split_targets(cfg.synthesis)
     accepted = result.accepted
     cell = accepted.groupby(["split", "intent"], sort=False).cumcount().to_numpy()
-    wanted = np.array(
-        [targets[s][i] for s, i in zip(accepted["split"], accepted["intent"], strict=True)], dtype=np.int64
-    )
+    per_cell = pd.Series({(s, i): n for s, by_intent in targets.items() for i, n in by_intent.items()})
+    cells = pd.MultiIndex.from_arrays([accepted["split"], accepted["intent"]])
+    wanted = per_cell.reindex(cells).fillna(0).to_numpy(dtype=np.int64)
     keep = cell < wanted if len(accepted) else np.zeros(0, dtype=bool)
     surplus = int((~keep).sum())
     kept = accepted[keep].reset_index(drop=True)
@@ -168,7 +168,7 @@ def read_pairs_table(path: Path) -> pd.DataFrame:
         if not isinstance(rec, dict):
             raise InputError(f"{path}: line {no} is not a JSON object")
         records.append(rec)
-    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    df = pd.DataFrame(records, dtype=object) if records else pd.DataFrame()
     missing = [c for c in required if c not in df.columns]
     if missing:
         found = ", ".join(map(str, df.columns)) or "none"
@@ -279,12 +279,15 @@ def _write(
 
 
 def leakage_report(accepted: pd.DataFrame) -> dict[str, int]:
-    """Cross-split overlap in the *written* data: groups shared with eval, eval questions seen before."""
-    ev = accepted["split"] == "eval"
+    """Cross-split overlap in the *written* data: eval groups also in train/validation, and questions
+    (case-insensitive, trimmed) that occur in an earlier split. The validator's normalized check is
+    stricter; this is the independent double-check the manifest records."""
+    ev = (accepted["split"] == "eval").to_numpy()
     shared_groups = set(accepted.loc[ev, "group_id"]) & set(accepted.loc[~ev, "group_id"])
+    key = accepted["anchor"].astype("string[pyarrow]").str.lower().str.strip().reset_index(drop=True)
     return {
         "eval_groups_also_in_train_or_validation": len(shared_groups),
-        "questions_seen_in_an_earlier_split": int(leaked_anchors(accepted).sum()),
+        "questions_seen_in_an_earlier_split": int(leaked_keys(key, accepted["split"].reset_index(drop=True)).sum()),
     }
 
 

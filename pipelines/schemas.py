@@ -50,6 +50,8 @@ def is_text(s: pd.Series) -> pd.Series:
     """True where the value is a Python ``str`` (fast path for string dtypes)."""
     if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
         return s.notna()
+    if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):  # C-speed common case
+        return s.notna()
     return s.map(lambda v: isinstance(v, str)).astype(bool)
 
 
@@ -80,39 +82,44 @@ def _np(arr: pa_arrow.Array, fill: Any) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, fill).to_numpy(zero_copy_only=False))
 
 
-def invalid_text(s: pd.Series) -> np.ndarray:
-    """True where a text value has control characters, lone surrogates or U+FFFD."""
-    arr, encodable = to_arrow(s)
-    bad_chars = _np(pc.match_substring_regex(arr, _INVALID_RE2), False).astype(bool)
-    return (is_text(s).to_numpy() & ~encodable) | bad_chars
-
-
 def blank_text(s: pd.Series) -> np.ndarray:
     arr, _ = to_arrow(s)
     return _np(pc.equal(pc.utf8_trim_whitespace(arr), ""), False).astype(bool)
 
 
+def normalize_arrow(arr: pa_arrow.Array) -> np.ndarray:
+    """Casefold and collapse runs of non-letter/digit characters to one space; null -> ``""``."""
+    norm = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(arr), _SEPARATORS_RE2, " "))
+    return _np(norm, "").astype(object)
+
+
 def normalize_text(s: pd.Series) -> pd.Series:
-    """Casefold and collapse runs of non-letter/digit characters: the identity for leakage and duplicates.
+    """The identity used for duplicates and leakage (see :func:`normalize_arrow`).
 
     Non-text and non-encodable values normalize to ``""``.
     """
     arr, _ = to_arrow(s)
-    norm = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(arr), _SEPARATORS_RE2, " "))
-    return pd.Series(_np(norm, ""), index=s.index, dtype=object)
+    return pd.Series(normalize_arrow(arr), index=s.index, dtype=object)
 
 
 TEXT_STATUSES = ("ok", "not_text", "blank", "invalid_text")
 
 
-def text_status(s: pd.Series) -> pd.Series:
-    """Per value: ``ok``, ``not_text`` (a number, a list, ...), ``blank`` or ``invalid_text``; null stays null."""
-    arr, encodable = to_arrow(s)
+def text_status_arrow(s: pd.Series, arr: pa_arrow.Array, encodable: np.ndarray) -> pd.Series:
+    """Per value: ``ok``, ``not_text`` (a number, a list, ...), ``blank`` or ``invalid_text``; null stays null.
+
+    ``arr``/``encodable`` come from :func:`to_arrow` (converted once per column).
+    """
     text = is_text(s).to_numpy()
     invalid = (text & ~encodable) | _np(pc.match_substring_regex(arr, _INVALID_RE2), False).astype(bool)
     blank = _np(pc.equal(pc.utf8_trim_whitespace(arr), ""), False).astype(bool)
     status = np.where(~text, "not_text", np.where(blank, "blank", np.where(invalid, "invalid_text", "ok")))
     return pd.Series(status, index=s.index, dtype=object).where(s.notna(), None)
+
+
+def text_status(s: pd.Series) -> pd.Series:
+    arr, encodable = to_arrow(s)
+    return text_status_arrow(s, arr, encodable)
 
 
 class PairSchema(pa.DataFrameModel):

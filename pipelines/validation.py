@@ -13,6 +13,8 @@ proves the text fits.
 from __future__ import annotations
 
 import functools
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
 from pipelines.errors import InputError
-from pipelines.schemas import PAIR_COLUMNS, REASONS, SPLITS, is_text, normalize_text, pair_schema, text_status, to_arrow
+from pipelines.schemas import (
+    PAIR_COLUMNS,
+    REASONS,
+    SPLITS,
+    is_text,
+    normalize_arrow,
+    pair_schema,
+    text_status_arrow,
+    to_arrow,
+)
 
 _SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
 
@@ -64,26 +76,63 @@ def load_tokenizer(base_model: str) -> Any:
     return tok
 
 
-def token_lengths(texts: pd.Series, status: pd.Series, tokenizer: Any, limit: int) -> np.ndarray:
-    """Token count (with special tokens) per text; 0 where ``status`` is not ``ok``.
+def token_lengths(texts: pd.Series, arr: Any, ok: np.ndarray, tokenizer: Any, limit: int) -> np.ndarray:
+    """Token count (with special tokens) per text; 0 where not ``ok``. ``arr``: the column in Arrow.
 
-    Exact wherever the text could exceed ``limit``; elsewhere an upper bound that is within it.
+    Exact wherever the text could exceed ``limit``; elsewhere an upper bound that is within it (for
+    ASCII, every token covers at least one non-space character; other whitespace only loosens it).
     """
-    valid = (status == "ok").to_numpy()
-    arr, _ = to_arrow(texts.where(status == "ok", None))
-    nonspace = _int(pc.subtract(pc.utf8_length(arr), pc.count_substring_regex(arr, r"\s")))
+    nonspace = _int(pc.subtract(pc.utf8_length(arr), pc.count_substring(arr, " ")))
     ascii_ = np.asarray(pc.fill_null(pc.string_is_ascii(arr), False).to_numpy(zero_copy_only=False), dtype=bool)
     bound = nonspace + _SPECIAL_TOKENS
-    sure = valid & ascii_ & (bound <= limit)
-    need = valid & ~sure
+    sure = ok & ascii_ & (bound <= limit)
+    need = ok & ~sure
     lengths = np.where(sure, bound, 0).astype(np.int64)
     if need.any():
         todo = texts.to_numpy(dtype=object)[need]
-        uniq = pd.unique(todo)
-        enc = tokenizer.encode_batch(list(uniq), add_special_tokens=True)
-        counts = dict(zip(uniq, (len(e.ids) for e in enc), strict=True))
-        lengths[need] = [counts[t] for t in todo]
+        lengths[need] = _exact_counts(todo, ascii_[need], tokenizer)
     return lengths
+
+
+_ASCII_PIECES = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+
+
+def _is_bert_wordpiece(tokenizer: Any) -> bool:
+    """Lower-casing BERT normalizer + BERT pre-tokenizer + WordPiece: counts add up word by word."""
+    try:
+        norm = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    except Exception:
+        return False
+    return (
+        type(tokenizer.pre_tokenizer).__name__ == "BertPreTokenizer"
+        and type(tokenizer.model).__name__ == "WordPiece"
+        and norm.get("type") == "BertNormalizer"
+        and bool(norm.get("lowercase"))
+    )
+
+
+def _exact_counts(texts: np.ndarray, ascii_: np.ndarray, tokenizer: Any) -> list[int]:
+    """Exact token counts (with special tokens).
+
+    For a BERT WordPiece tokenizer and ASCII text the count is ``2 + sum(wordpieces(word))`` over the
+    pre-tokenizer's pieces (runs of letters/digits; every other printable character alone), so
+    each distinct word is tokenized once. Everything else is encoded whole.
+    """
+    counts = np.zeros(len(texts), dtype=np.int64)
+    fast = ascii_ & _is_bert_wordpiece(tokenizer)
+    if fast.any():
+        pieces = [_ASCII_PIECES.findall(t) for t in texts[fast]]
+        vocab = sorted({w.lower() for ws in pieces for w in ws})
+        enc = tokenizer.encode_batch(vocab, add_special_tokens=False)
+        per_word = {w: len(e.ids) for w, e in zip(vocab, enc, strict=True)}
+        counts[fast] = [_SPECIAL_TOKENS + sum(per_word[w.lower()] for w in ws) for ws in pieces]
+    if (~fast).any():
+        rest = texts[~fast]
+        uniq = pd.unique(rest)
+        enc = tokenizer.encode_batch(list(uniq), add_special_tokens=True)
+        whole = dict(zip(uniq, (len(e.ids) for e in enc), strict=True))
+        counts[~fast] = [whole[t] for t in rest]
+    return counts.tolist()
 
 
 def _int(arr: Any) -> np.ndarray:
@@ -96,7 +145,8 @@ def prepare_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> pd.Da
     if missing:
         raise InputError(f"pairs are missing column(s) {', '.join(missing)}")
     work = pd.DataFrame(
-        {c: df[c].astype(object).where(df[c].notna(), None).to_numpy() for c in (*PAIR_COLUMNS, "split")}
+        {c: df[c].astype(object).where(df[c].notna(), None).to_numpy() for c in (*PAIR_COLUMNS, "split")},
+        dtype=object,  # never let pandas infer an Arrow string dtype: lone surrogates would not fit
     )
     for col in ("intent", "group_id"):
         _, encodable = to_arrow(work[col])
@@ -104,10 +154,13 @@ def prepare_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> pd.Da
         if fix.any():
             work.loc[fix, col] = work.loc[fix, col].map(_escape)
     for col in ("anchor", "positive"):
-        status = text_status(work[col])
+        arr, encodable = to_arrow(work[col])  # once per column
+        status = text_status_arrow(work[col], arr, encodable)
+        ok = (status == "ok").to_numpy()
+        ok_arr = pc.if_else(pa_arrow.array(ok), arr, pa_arrow.scalar(None, arr.type))
         work[f"{col}_status"] = status
-        work[f"{col}_key"] = normalize_text(work[col].where(status == "ok", None))
-        work[f"{col}_tokens"] = token_lengths(work[col], status, tokenizer, max_tokens)
+        work[f"{col}_key"] = normalize_arrow(ok_arr)
+        work[f"{col}_tokens"] = token_lengths(work[col], ok_arr, ok, tokenizer, max_tokens)
         bad = (status == "invalid_text").to_numpy()
         if bad.any():  # lone surrogates cannot be stored (or even printed by pandera): escape them
             work.loc[bad, col] = work.loc[bad, col].map(_escape)
