@@ -272,6 +272,7 @@ def _write(
         "quality_gate": {"passed": reason is None, "max_reject_fraction": limit, "reason": reason},
         "leakage": leakage_report(accepted),
         "files": files,
+        "digests": {name: info["sha256"] for name, info in files.items()},
         "config": cfg.model_dump(mode="json"),
     }
     write_json(manifest, out_dir / MANIFEST)

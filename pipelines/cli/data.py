@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
         """Synthesize recipe question/answer pairs, validate them and write a dataset directory."""
         from pipelines.datasets import build_dataset
 
-        extra = {"synthesis": {"seed": seed}} if seed is not None else {}
-        cfg = resolve(profile, config, set_, **extra)
+        sets = [*(set_ or []), *([f"synthesis.seed={seed}"] if seed is not None else [])]  # --seed wins
+        cfg = resolve(profile, config, sets)
         _run(build_dataset, out, cfg, out)
 
     @app.command("validate")

@@ -37,7 +37,7 @@ def test_smoke_dataset_has_exact_counts_and_a_full_manifest(smoke_dir: tuple[Pat
         assert list(df.columns) == ["anchor", "positive", "intent", "group_id"]
         assert len(df) == m["counts"][split]["total"] == sum(t[split].values())
         assert df.groupby("intent").size().to_dict() == {k: v for k, v in t[split].items() if v}
-        assert m["files"][name]["sha256"] == sha256_file(out / name)
+        assert m["files"][name]["sha256"] == m["digests"][name] == sha256_file(out / name)
     assert m["counts"]["train"]["total"] + m["counts"]["validation"]["total"] == SMOKE.synthesis.n_train
     assert m["counts"]["eval"]["total"] == SMOKE.synthesis.n_eval
     assert m["seed"] == SMOKE.synthesis.seed and len(m["catalog_digest"]) == 64
@@ -217,3 +217,21 @@ def test_bad_split_values_are_an_input_error(tmp_path: Path) -> None:
     df.to_parquet(f)
     with pytest.raises(InputError, match=r"split must be one of train, validation, eval; found \['test'\]"):
         validate_file(f, tmp_path / "o", SMOKE)
+
+
+def test_digests_do_not_depend_on_the_process(smoke_dir: tuple[Path, dict], tmp_path: Path) -> None:
+    """Same seed in a fresh interpreter with another string-hash seed: byte-identical files."""
+    import os
+    import subprocess
+    import sys
+
+    _, first = smoke_dir
+    code = (
+        "import json, sys; from pathlib import Path; from pipelines.config import load_config; "
+        "from pipelines.datasets import build_dataset; "
+        "m = build_dataset(load_config('smoke'), Path(sys.argv[1])); print(json.dumps(m['digests']))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p")], capture_output=True, text=True,
+                          env=env, timeout=300, check=True)  # fmt: skip
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == first["digests"]

@@ -31,7 +31,8 @@ def test_synthesize_writes_the_dataset_and_prints_counts(tmp_path: Path) -> None
 
 def test_seed_option_and_set_reach_the_config(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    assert runner.invoke(app, ["synthesize", "--out", str(a), "-p", "smoke", "--seed", "7"]).exit_code == 0
+    args = ["synthesize", "--out", str(a), "-p", "smoke", "--set", "synthesis.seed=3", "--seed", "7"]
+    assert runner.invoke(app, args).exit_code == 0  # --seed wins over --set
     r = runner.invoke(app, ["synthesize", "--out", str(b), "-p", "smoke", "--set", "synthesis.n_eval=60"])
     assert r.exit_code == 0, r.output
     assert _manifest(a)["seed"] == 7 and _manifest(a)["config"]["synthesis"]["seed"] == 7
