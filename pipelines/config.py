@@ -65,6 +65,15 @@ class CatalogConfig(_Frozen):
 IntentName = Literal["ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes"]
 
 
+DEFAULT_INTENT_WEIGHTS: dict[IntentName, float] = {
+    "ingredient_pair": 0.80,
+    "diet_tags": 0.05,
+    "recipe_ingredients": 0.05,
+    "diet_and_ingredient": 0.05,
+    "quick_recipes": 0.05,
+}
+
+
 class SynthesisConfig(_Frozen):
     seed: int = 42
     n_train: int = Field(60_323, ge=1, description="Train pairs (incl. the validation slice), as the card.")
@@ -72,15 +81,7 @@ class SynthesisConfig(_Frozen):
     validation_fraction: float = Field(
         0.05, gt=0, lt=0.5, description="Grouped slice carved out of train for checkpoint selection."
     )
-    intent_weights: dict[IntentName, float] = Field(
-        default_factory=lambda: {
-            "ingredient_pair": 0.80,
-            "diet_tags": 0.05,
-            "recipe_ingredients": 0.05,
-            "diet_and_ingredient": 0.05,
-            "quick_recipes": 0.05,
-        }
-    )
+    intent_weights: dict[IntentName, float] = Field(default_factory=lambda: dict(DEFAULT_INTENT_WEIGHTS))
 
     @field_validator("intent_weights")
     @classmethod

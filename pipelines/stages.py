@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PipelineConfig
-from pipelines.errors import InputError
-from pipelines.io import sha256_file, write_json
+from pipelines.errors import InputError, RecipeEmbedError
+from pipelines.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,14 @@ def training_key(cfg: PipelineConfig) -> str:
 
 
 def dataset_is_complete(data_dir: Path) -> bool:
-    """A dataset dir counts only if its manifest exists and every digest still matches."""
-    manifest_path = data_dir / "manifest.json"
-    if not manifest_path.exists():
-        return False
+    """A dataset dir counts only if its manifest verifies against every file and its gate passed."""
+    from pipelines.datasets import read_manifest
+
     try:
-        manifest = json.loads(manifest_path.read_text())
-        digests: dict[str, str] = manifest["digests"]
-    except (OSError, ValueError, KeyError):
+        read_manifest(data_dir)
+    except RecipeEmbedError:
         return False
-    return bool(digests) and all(
-        (data_dir / name).exists() and sha256_file(data_dir / name) == digest for name, digest in digests.items()
-    )
+    return True
 
 
 def synthesize_stage(cfg: PipelineConfig) -> str:
@@ -87,12 +83,6 @@ def synthesize_stage(cfg: PipelineConfig) -> str:
         return str(out)
     build_dataset(cfg, out)
     return str(out)
-
-
-def read_manifest(data_dir: str | Path) -> dict[str, Any]:
-    from pipelines.datasets import read_manifest as _read
-
-    return _read(Path(data_dir))
 
 
 # --- training and evaluation -------------------------------------------------------------------
@@ -215,6 +205,7 @@ def promote_stage(
 ) -> dict[str, Any]:
     """Champion/challenger under a lock; then the report artifacts (plot, metrics, model card)."""
     from pipelines import registry, tracking
+    from pipelines.datasets import read_manifest
 
     tracking.connect(cfg)
 
@@ -235,7 +226,7 @@ def promote_stage(
         candidate=candidate,
         base=base,
         champion=out.get("champion_metrics"),
-        manifest=read_manifest(data_dir),
+        manifest=read_manifest(Path(data_dir)),
         train_result=train_result,
     )
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,40 +11,61 @@ import pytest
 from pipelines import stages
 from pipelines.config import load_config
 from pipelines.errors import InputError
-from pipelines.io import sha256_file
 
 
-def _fake_dataset(d: Path) -> Path:
-    d.mkdir(parents=True)
-    (d / "train.parquet").write_bytes(b"train-bytes")
-    (d / "eval.parquet").write_bytes(b"eval-bytes")
-    digests = {name: sha256_file(d / name) for name in ("train.parquet", "eval.parquet")}
-    (d / "manifest.json").write_text(json.dumps({"digests": digests}))
+@pytest.fixture(scope="module")
+def smoke_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipelines.datasets import build_dataset
+
+    out = tmp_path_factory.mktemp("smoke") / "ds"
+    build_dataset(load_config("smoke"), out)
+    return out
+
+
+@pytest.fixture
+def dataset(smoke_dataset: Path, tmp_path: Path) -> Path:
+    d = tmp_path / "ds"
+    shutil.copytree(smoke_dataset, d)
     return d
 
 
-def test_complete_dataset_is_recognised(tmp_path: Path) -> None:
-    assert stages.dataset_is_complete(_fake_dataset(tmp_path / "ds"))
+def test_complete_dataset_is_recognised(dataset: Path) -> None:
+    assert stages.dataset_is_complete(dataset)
 
 
-def test_changed_byte_makes_dataset_incomplete(tmp_path: Path) -> None:
-    d = _fake_dataset(tmp_path / "ds")
-    (d / "eval.parquet").write_bytes(b"eval-bytez")
-    assert not stages.dataset_is_complete(d)
+def test_changed_byte_makes_dataset_incomplete(dataset: Path) -> None:
+    path = dataset / "eval.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert not stages.dataset_is_complete(dataset)
 
 
-@pytest.mark.parametrize("damage", ["no_manifest", "corrupt_manifest", "missing_file", "empty_digests"])
-def test_damaged_dataset_is_incomplete(tmp_path: Path, damage: str) -> None:
-    d = _fake_dataset(tmp_path / "ds")
+@pytest.mark.parametrize("damage", ["no_manifest", "corrupt_manifest", "missing_file", "failed_gate"])
+def test_damaged_dataset_is_incomplete(dataset: Path, damage: str) -> None:
+    manifest = dataset / "manifest.json"
     if damage == "no_manifest":
-        (d / "manifest.json").unlink()
+        manifest.unlink()
     elif damage == "corrupt_manifest":
-        (d / "manifest.json").write_text("{not json")
+        manifest.write_text("{not json")
     elif damage == "missing_file":
-        (d / "train.parquet").unlink()
+        (dataset / "train.parquet").unlink()
     else:
-        (d / "manifest.json").write_text(json.dumps({"digests": {}}))
-    assert not stages.dataset_is_complete(d)
+        data = json.loads(manifest.read_text())
+        data["quality_gate"] = {"passed": False, "reason": "too many rejects"}
+        manifest.write_text(json.dumps(data))
+    assert not stages.dataset_is_complete(dataset)
+
+
+def test_synthesize_stage_reuses_a_complete_dataset(tmp_path: Path) -> None:
+    cfg = load_config("smoke", sets=[f"paths.data_dir={tmp_path}"])
+    first = Path(stages.synthesize_stage(cfg))
+    mtime = (first / "train.parquet").stat().st_mtime_ns
+    assert stages.synthesize_stage(cfg) == str(first)
+    assert (first / "train.parquet").stat().st_mtime_ns == mtime
+    (first / "train.parquet").write_bytes(b"damaged")
+    assert stages.synthesize_stage(cfg) == str(first)
+    assert stages.dataset_is_complete(first)
 
 
 def test_model_path_prefers_model_subdir(tmp_path: Path) -> None:
