@@ -6,6 +6,7 @@ import math
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from pipelines.config import PipelineConfig
@@ -78,3 +79,25 @@ def promote_worker(
     time.sleep(delay_s)
     decision = registry.promote(cfg, run_id, model_uri, candidate, stored_metrics_evaluate)
     results.put((run_id, decision.to_dict()))
+
+
+def dataset_dir(root: Path) -> Path:
+    """A tiny dataset directory: 8 train and 4 eval pairs, manifest with sha256 digests."""
+    import pandas as pd
+
+    from pipelines.io import sha256_file, write_json
+
+    root.mkdir(parents=True)
+    pairs = pd.DataFrame(
+        {
+            "anchor": [f"What can I cook with item{i} and thing{i}?" for i in range(12)],
+            "positive": [f"Recipe {i}: item{i} and thing{i} stew" for i in range(12)],
+            "intent": ["ingredient_pair"] * 12,
+            "group_id": [f"g{i}" for i in range(12)],
+        }
+    )
+    pairs.iloc[:8].to_parquet(root / "train.parquet", index=False)
+    pairs.iloc[8:].to_parquet(root / "eval.parquet", index=False)
+    digests = {n: sha256_file(root / n) for n in ("train.parquet", "eval.parquet")}
+    write_json({"counts": {"train": 8, "eval": 4}, "digests": digests, "seed": 42}, root / "manifest.json")
+    return root

@@ -12,14 +12,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from mlflow_test_helpers import free_port, metrics
+from mlflow_test_helpers import dataset_dir, free_port, metrics
 
 from pipelines import tracking
 from pipelines.config import PipelineConfig, load_config
 from pipelines.errors import TrackingError
-from pipelines.io import sha256_file, write_json
+from pipelines.io import write_json
 
 pytestmark = pytest.mark.integration
 
@@ -32,23 +31,6 @@ FULL_METRICS = [f"cosine_{m}@{k}" for m in ("accuracy", "precision", "recall") f
 
 def _full(value: float) -> dict[str, float]:
     return {f"dim_{d}_{m}": value for d in (384, 256, 128, 64) for m in FULL_METRICS}
-
-
-def _dataset_dir(root: Path) -> Path:
-    root.mkdir(parents=True)
-    pairs = pd.DataFrame(
-        {
-            "anchor": [f"What can I cook with item{i} and thing{i}?" for i in range(12)],
-            "positive": [f"Recipe {i}: item{i} and thing{i} stew" for i in range(12)],
-            "intent": ["ingredient_pair"] * 12,
-            "group_id": [f"g{i}" for i in range(12)],
-        }
-    )
-    pairs.iloc[:8].to_parquet(root / "train.parquet", index=False)
-    pairs.iloc[8:].to_parquet(root / "eval.parquet", index=False)
-    digests = {n: sha256_file(root / n) for n in ("train.parquet", "eval.parquet")}
-    write_json({"counts": {"train": 8, "eval": 4}, "digests": digests, "seed": 42}, root / "manifest.json")
-    return root
 
 
 def _train_result(root: Path) -> dict[str, object]:
@@ -98,7 +80,7 @@ def test_unreachable_server_fails_fast_with_a_clear_error(
 def test_a_run_is_complete(mlflow_cfg: PipelineConfig, saved_model_dir: Path, tmp_path: Path) -> None:
     import mlflow.sentence_transformers
 
-    data_dir = _dataset_dir(tmp_path / "dataset")
+    data_dir = dataset_dir(tmp_path / "dataset")
     model_root = tmp_path / "model-root"
     model_root.mkdir()
     (model_root / "model").symlink_to(saved_model_dir, target_is_directory=True)
