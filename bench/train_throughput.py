@@ -1,0 +1,153 @@
+"""Training throughput and quality: the card's plain recipe vs our default, in one process.
+
+Both runs use the same data, base model, loss (MatryoshkaLoss(MNRL) at 384/256/128/64), sampler
+(NO_DUPLICATES), learning rate, schedule and effective batch:
+
+* (a) card: per-device 64 x gradient accumulation 8 (accumulation adds no in-batch negatives);
+* (b) ours: one real per-device batch of 512, no accumulation.
+
+Prints pairs/s for each (pairs through the loss / training time without per-epoch evaluation), the
+ratio, and MAP@100 per dim on the held-out eval split after each (and for the base model).
+
+On CPU, scale down with flags, e.g.::
+
+    python bench/train_throughput.py --n-train 1000 --card-batch 16 --card-accum 8 --our-batch 128
+
+Data: ``pipelines.datasets.build_dataset`` (the real synthesizer) when importable, else a local
+synthetic generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def build_data(out: Path, n_train: int, n_eval: int, seed: int) -> tuple[Path, str]:
+    """A dataset directory (train/validation/eval.parquet) and where it came from."""
+    try:
+        from pipelines.config import load_config
+        from pipelines.datasets import build_dataset
+    except ImportError:
+        build_dataset = None  # type: ignore[assignment]
+    if build_dataset is not None:
+        cfg = load_config("cpu", overrides={"synthesis": {"n_train": n_train, "n_eval": n_eval, "seed": seed}})
+        build_dataset(cfg, out)
+        return out, "pipelines.datasets.build_dataset"
+
+    from eval_speed import synthetic_pairs
+
+    pairs = synthetic_pairs(n_train + n_eval, seed=seed).sample(frac=1.0, random_state=seed)
+    train, eval_ = pairs.iloc[:n_train], pairs.iloc[n_train:]
+    n_val = max(1, n_train // 20)
+    out.mkdir(parents=True, exist_ok=True)
+    train.iloc[n_val:].to_parquet(out / "train.parquet", index=False)
+    train.iloc[:n_val].to_parquet(out / "validation.parquet", index=False)
+    eval_.to_parquet(out / "eval.parquet", index=False)
+    return out, "local synthetic generator"
+
+
+def run(label: str, data: Path, work: Path, batch: int, accum: int, args: argparse.Namespace) -> dict[str, Any]:
+    import pandas as pd
+
+    from pipelines.config import ModelConfig, TrainingConfig
+    from pipelines.evaluation import evaluate_pairs
+    from pipelines.training import train
+
+    cfg = TrainingConfig(
+        epochs=args.epochs,
+        per_device_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        eval_batch_size=args.eval_batch_size,
+        learning_rate=args.lr,
+        logging_steps=max(1, args.logging_steps),
+        save_total_limit=1,
+        seed=args.seed,
+    )
+    model_cfg = ModelConfig(base_model=args.model, max_seq_length=args.max_seq_length)
+    print(f"\n== ({label}) per-device {batch} x accumulation {accum} ==", flush=True)
+    t0 = time.perf_counter()
+    result = train(data, work / label, model_cfg, cfg, progress=not args.no_progress)
+    wall = time.perf_counter() - t0
+    eval_pairs = pd.read_parquet(data / "eval.parquet")
+    metrics = evaluate_pairs(result.model_dir, eval_pairs, args.dims, args.eval_batch_size)
+    return {
+        "label": label,
+        "batch": f"{batch} x {accum}",
+        "pairs_per_second": result.pairs_per_second,
+        "train_seconds": result.seconds - result.eval_seconds,
+        "wall": wall,
+        "steps": result.global_step,
+        "final_loss": result.loss_history[-1]["loss"] if result.loss_history else float("nan"),
+        "device": result.device,
+        "map": {d: metrics[f"dim_{d}_cosine_map@100"] for d in args.dims},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    gpu = torch.cuda.is_available()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-train", type=int, default=20_000 if gpu else 500)
+    ap.add_argument("--n-eval", type=int, default=2_000 if gpu else 200)
+    ap.add_argument("--epochs", type=float, default=1)
+    ap.add_argument("--max-seq-length", type=int, default=128 if gpu else 48)
+    ap.add_argument("--card-batch", type=int, default=64 if gpu else 16, help="(a) per-device batch")
+    ap.add_argument("--card-accum", type=int, default=8, help="(a) gradient accumulation steps")
+    ap.add_argument("--our-batch", type=int, default=512 if gpu else 128, help="(b) per-device batch")
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--eval-batch-size", type=int, default=512 if gpu else 128)
+    ap.add_argument("--logging-steps", type=int, default=10)
+    ap.add_argument("--dims", default="384,256,128,64")
+    ap.add_argument("--model", default="bundled:all-MiniLM-L6-v2")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--work-dir", type=Path, default=None, help="keep data and models here (default: temp)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    args.dims = tuple(int(d) for d in args.dims.split(","))
+
+    from pipelines.evaluation import evaluate_pairs
+
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        work = args.work_dir or Path(tmp)
+        data, source = build_data(work / "data", args.n_train, args.n_eval, args.seed)
+        import pandas as pd
+
+        eval_pairs = pd.read_parquet(data / "eval.parquet")
+        n_train = len(pd.read_parquet(data / "train.parquet"))
+        base = evaluate_pairs(args.model, eval_pairs, args.dims, args.eval_batch_size)
+        card = run("a-card", data, work, args.card_batch, args.card_accum, args)
+        ours = run("b-ours", data, work, args.our_batch, 1, args)
+
+    device = torch.cuda.get_device_name(0) if gpu else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"\ndevice: {device}; model: {args.model}; max_seq_length {args.max_seq_length}; data: {source}")
+    print(f"train pairs: {n_train}; eval pairs: {len(eval_pairs)}; epochs: {args.epochs}; lr {args.lr}")
+    print()
+    dim_cols = "".join(f" map@100 {d:>3} |" for d in args.dims)
+    print(f"| run                 | batch    | steps | pairs/s  | train s |{dim_cols}")
+    print(f"|{'-' * 21}|{'-' * 10}|{'-' * 7}|{'-' * 10}|{'-' * 9}|" + "-------------|" * len(args.dims))
+    base_maps = "".join(f" {base[f'dim_{d}_cosine_map@100']:>11.4f} |" for d in args.dims)
+    print(f"| {'base model':<19} | {'-':<8} | {'-':>5} | {'-':>8} | {'-':>7} |{base_maps}")
+    for r in (card, ours):
+        maps = "".join(f" {r['map'][d]:>11.4f} |" for d in args.dims)
+        print(
+            f"| {r['label']:<19} | {r['batch']:<8} | {r['steps']:>5} | {r['pairs_per_second']:>8.1f} "
+            f"| {r['train_seconds']:>7.1f} |{maps}"
+        )
+    print()
+    print(f"throughput ours / card: {ours['pairs_per_second'] / card['pairs_per_second']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
