@@ -26,14 +26,14 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-_INGREDIENTS = (
+_INGREDIENT_LIST = (
     "curry leaf,rice cakes,bacon,rosemary,paneer,bitter melon,kale,bok choy,cinnamon,ground lamb,red lentils,"
     "orange juice,jasmine rice,sriracha,honey,nutmeg,green zucchini,red onion,broccoli,feta,chickpeas,"
     "coconut milk,beef stock powder,angel hair rice noodles,vanilla extract,toasted sesame oil,canned tomato "
     "puree,frozen ube,methi,brown lentils,vegan ground beef,thai red curry paste,garlic,ginger,spinach,tofu,"
     "black beans,sweet potato,mushrooms,basil,quinoa,yogurt,lime,cilantro,cheddar,eggs,salmon,shrimp,"
     "chicken thighs,pork belly,cauliflower,carrots,peas,corn,avocado,tahini,miso,maple syrup,oats,almonds"
-).split(",")  # noqa: SIM905 (one readable block)
+)
 _QUESTIONS = (
     "What recipes can be made using {x} and {y}?",
     "Can you provide recipe ideas with {x} and {y}?",
@@ -47,7 +47,8 @@ def synthetic_pairs(n_pairs: int, seed: int = 0) -> Any:
     import pandas as pd
 
     rng = random.Random(seed)
-    combos = [(x, y) for i, x in enumerate(_INGREDIENTS) for y in _INGREDIENTS[i + 1 :]]
+    ingredients = _INGREDIENT_LIST.split(",")
+    combos = [(x, y) for i, x in enumerate(ingredients) for y in ingredients[i + 1 :]]
     rng.shuffle(combos)
     rows = []
     for i in range(n_pairs):
