@@ -149,6 +149,8 @@ def render_model_card(
         "## Usage",
         "```python",
         "import mlflow",
+        "",
+        "# the registered champion (this model, once promoted)",
         "model = " + LOAD_LINE.format(name=name, alias=cfg.registry.champion_alias),
         'embeddings = model.encode(["Quick vegetarian recipes with chickpeas?"])',
         "```",

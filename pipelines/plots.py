@@ -8,6 +8,14 @@ from pathlib import Path
 
 PLOT_METRICS = ("cosine_map@100", "cosine_ndcg@10")
 
+# Distinct markers and dashes, so identical series (e.g. an untrained candidate = base) stay visible.
+_STYLES: tuple[dict[str, object], ...] = (
+    {"marker": "o", "linestyle": "-", "markersize": 8},
+    {"marker": "s", "linestyle": "--", "markersize": 6},
+    {"marker": "^", "linestyle": ":", "markersize": 6},
+    {"marker": "D", "linestyle": "-.", "markersize": 5},
+)
+
 
 def dim_series(metrics: Mapping[str, float], dims: Sequence[int], metric: str) -> list[float]:
     """``[metrics["dim_384_<metric>"], ...]`` in ``dims`` order; missing -> NaN."""
@@ -31,8 +39,9 @@ def plot_dim_metrics(
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     xs = list(range(len(dims)))
     for ax, metric in zip(axes[0], metrics, strict=True):
-        for label, values in series.items():
-            ax.plot(xs, dim_series(values, dims, metric), marker="o", label=label)
+        for i, (label, values) in enumerate(series.items()):
+            style = _STYLES[i % len(_STYLES)]
+            ax.plot(xs, dim_series(values, dims, metric), label=label, **style)
         ax.set_xticks(xs, [str(d) for d in dims])
         ax.set_xlabel("embedding dimension")
         ax.set_title(metric)
