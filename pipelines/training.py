@@ -302,7 +302,9 @@ def build_training_args(
         kwargs["eval_steps"] = steps
         kwargs["save_steps"] = steps
     if device == "cuda" and cfg.tf32:
-        kwargs["tf32"] = True
+        import torch
+
+        kwargs["tf32"] = torch.cuda.get_device_capability()[0] >= 8  # TF32 needs Ampere or newer
     return SentenceTransformerTrainingArguments(**kwargs)
 
 
