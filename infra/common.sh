@@ -25,6 +25,8 @@ export PREFECT_API_URL="http://127.0.0.1:${PREFECT_PORT}/api"
 export MLFLOW_TRACKING_URI="http://127.0.0.1:${MLFLOW_PORT}"
 export PREFECT_HOME="$STATE_DIR/prefect"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
+# mlflow server otherwise starts a job runner and several huey workers that we never use
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 export PREFECT_CLI_PROMPT=false
 export RECIPE_EMBED_ROOT="$ROOT"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
