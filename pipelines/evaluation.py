@@ -253,6 +253,9 @@ def evaluate_ir(
     common: dict[str, Any] = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": progress}
     if device is not None:
         common["device"] = device
+    full_dim = st.get_embedding_dimension()
+    if full_dim is not None:  # fail before encoding when we can
+        dims = _check_dims(dims, int(full_dim))
     q_full = st.encode_query([queries[q] for q in qids], **common)
     c_full = st.encode_document([corpus[c] for c in cids], **common)
     dims = _check_dims(dims, int(q_full.shape[1]))
