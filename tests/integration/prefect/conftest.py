@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+RETRY_STATUS = {429, 502, 503}
 
 
 def free_port() -> int:
@@ -37,19 +39,27 @@ class Stack:
             cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 
-    def get(self, path: str) -> Any:
-        r = httpx.get(f"{self.api}{path}", timeout=30)
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One API call; like Prefect's own client, retry 429/502/503 (a busy sqlite server) a few times."""
+        for attempt in range(6):
+            r = httpx.request(method, f"{self.api}{path}", json=body, timeout=30)
+            if r.status_code not in RETRY_STATUS or attempt == 5:
+                break
+            time.sleep(0.5 * 2**attempt)
         r.raise_for_status()
         return r.json()
 
+    def get(self, path: str) -> Any:
+        return self._request("GET", path)
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        r = httpx.post(f"{self.api}{path}", json=body, timeout=30)
-        r.raise_for_status()
-        return r.json()
+        return self._request("POST", path, body)
 
     def run_deployment(self, name: str, parameters: dict[str, Any]) -> str:
         dep = self.get(f"/deployments/name/{name}")
-        return str(self.post(f"/deployments/{dep['id']}/create_flow_run", {"parameters": parameters})["id"])
+        # the idempotency key makes a retried POST return the same flow run instead of a second one
+        body = {"parameters": parameters, "idempotency_key": uuid.uuid4().hex}
+        return str(self.post(f"/deployments/{dep['id']}/create_flow_run", body)["id"])
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         return dict(self.get(f"/flow_runs/{flow_run_id}"))
