@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.flows import Flow
 from prefect.states import State
 
-from flows import report as rpt
+from pipelines import report as rpt
 from pipelines import stages
 from pipelines.config import ConfigError, PipelineConfig, deep_merge, load_config, parse_set, read_config_file
 from tasks import stages as t

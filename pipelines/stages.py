@@ -255,19 +255,31 @@ def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
 
 
 def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Callable[[str], None] = print) -> dict:
-    """synthesize -> validate -> train -> evaluate -> log -> promote, in this process."""
+    """synthesize -> validate -> train -> evaluate -> log -> promote, in this process.
+
+    Returns the same report dict as the Prefect flow (see :mod:`pipelines.report`).
+    """
     from pipelines import tracking
 
     run_id = start_run_stage(cfg, run_name=run_name)
     echo(f"MLflow run {run_id} at {tracking.resolve_tracking_uri(cfg)}")
-    report: dict[str, Any] = {"run_id": run_id, "profile": cfg.profile}
+    report: dict[str, Any] = {
+        "profile": cfg.profile,
+        "run_id": run_id,
+        "dims": list(cfg.evaluation.dims),
+        "skipped": None,
+        "tracking_uri": tracking.resolve_tracking_uri(cfg),
+    }
     with tracking.run_guard(run_id):
         echo("[1/5] synthesize + validate")
+        already = dataset_is_complete(cfg.paths.datasets_dir / dataset_key(cfg))
         data_dir = synthesize_stage(cfg)
-        report["data_dir"] = data_dir
-        echo(f"[2/5] train ({cfg.training.device}, batch {cfg.training.per_device_batch_size})")
+        report.update(data_dir=data_dir, synthesis="cached" if already else "computed")
+        from pipelines.models import pick_device
+
+        device = pick_device(cfg.training.device)
+        echo(f"[2/5] train on {device}: batch {cfg.training.per_device_batch_size}, {cfg.training.epochs:g} epoch(s)")
         model_root = train_stage(cfg, data_dir)
-        report["model_root"] = model_root
         echo("[3/5] evaluate candidate and base model")
         candidate = evaluate_stage(cfg, model_root, data_dir, str(Path(model_root) / "eval_metrics.json"))
         base = (
@@ -279,8 +291,9 @@ def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Call
         model_uri = log_stage(cfg, run_id, data_dir, model_root, candidate, base)
         echo("[5/5] champion/challenger")
         decision = promote_stage(cfg, run_id, model_uri, data_dir, candidate, base=base, model_root=model_root)
-        report.update(candidate=candidate, base=base, decision=decision, model_uri=model_uri)
-    end_run_stage(run_id, "FINISHED")
+        report.update(model_root=model_root, model_uri=model_uri, decision=decision)
+        report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
+        report["mlflow_url"] = tracking_ui_url(cfg, run_id)
     return report
 
 

@@ -208,6 +208,25 @@ def _nan_guard_callback() -> TrainerCallback:
     return NanGuard()
 
 
+def _compact_progress_callback(primary_metric: str) -> TrainerCallback:
+    """The trainer's progress bar, but one short line per log instead of the whole metrics dict."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if not state.is_world_process_zero or self.training_bar is None or not logs:
+                return
+            if "loss" in logs:
+                msg = f"step {state.global_step}: loss {float(logs['loss']):.4f}"
+            elif f"eval_{primary_metric}" in logs:
+                msg = f"epoch {float(state.epoch or 0):.2f}: validation {primary_metric} {float(logs[f'eval_{primary_metric}']):.4f}"
+            else:
+                return
+            self.training_bar.write(msg)
+
+    return CompactProgress()
+
+
 def _make_trainer_class() -> type:
     import torch
     from sentence_transformers import SentenceTransformerTrainer
@@ -411,6 +430,11 @@ def train(
         evaluator=evaluator,
         callbacks=[_nan_guard_callback(), *callbacks],
     )
+    if progress:
+        from transformers.trainer_callback import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_compact_progress_callback(primary))
 
     t0 = time.perf_counter()
     try:

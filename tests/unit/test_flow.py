@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flows import report as rpt
 from flows import train_and_evaluate as fte
+from pipelines import report as rpt
 from pipelines import stages
 from pipelines.config import ConfigError
 from tasks import stages as t

@@ -1,4 +1,5 @@
-"""The run report: a dict the flow returns, rendered as markdown (Prefect artifact) and plain text."""
+"""The run report: the dict that ``recipe-embed run`` and the Prefect flow return, rendered as markdown
+(the flow's Prefect artifact) and plain text (the console)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def decision_line(report: Mapping[str, Any]) -> str:
     if not decision:
         return "no decision"
     verdict = "PROMOTED" if decision.get("promote") else "KEPT champion"
-    version = decision.get("version") if decision.get("promote") else decision.get("champion_version")
+    version = decision.get("candidate_version") if decision.get("promote") else decision.get("champion_version")
     suffix = f" (version {version})" if version is not None else ""
     return f"{verdict}{suffix}: {decision.get('reason', '')}".rstrip(": ")
 
