@@ -74,6 +74,20 @@ class Stack:
                 raise AssertionError(f"flow run {flow_run_id} still {fr['state']} after {timeout_s}s")
             time.sleep(2)
 
+    def wait_label(self, flow_run_id: str, label: str, timeout_s: float) -> str:
+        """The value of a flow-run label once it is set (fails if the run ends first or time runs out)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            fr = self.flow_run(flow_run_id)
+            value = (fr.get("labels") or {}).get(label)
+            if value:
+                return str(value)
+            if fr["state"] and fr["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+                raise AssertionError(f"flow run {flow_run_id} ended {fr['state']['type']} without label {label}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"flow run {flow_run_id} has no label {label} after {timeout_s}s")
+            time.sleep(1)
+
     def report(self, flow_run_id: str) -> str:
         arts = self.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
         return "\n".join(a["data"] for a in arts if a.get("key") == "train-and-evaluate-report")

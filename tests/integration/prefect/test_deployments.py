@@ -6,7 +6,7 @@ training; two nightly runs at once cancel the second. ``infra/down.sh`` runs at 
 
 from __future__ import annotations
 
-import json
+import time
 
 import pytest
 
@@ -64,18 +64,21 @@ def test_rerun_with_unchanged_inputs_is_cached_and_skips_training(stack) -> None
 
 
 def test_two_nightly_runs_at_once_cancel_the_second(stack) -> None:
-    # a new training seed: not skipped, so the first run is still busy when the second arrives
-    params = {"profile": "smoke", "overrides": {"training": {"device": "cpu", "seed": 7}}}
+    # a new training seed and a few epochs: not skipped, and still training when cancelled below
+    params = {"profile": "smoke", "overrides": {"training": {"device": "cpu", "seed": 7, "epochs": 6}}}
     first = stack.run_deployment("train-and-evaluate/nightly", params)
     second = stack.run_deployment("train-and-evaluate/nightly", params)
     cancelled = stack.wait_state(second, {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}, 300)
     assert cancelled["state"]["type"] == "CANCELLED", cancelled["state"]
-    stack.wait_state(first, {"RUNNING", "COMPLETED"}, 300)
-    # cancel the first: its MLflow run must end KILLED (on_cancellation hook)
+
+    # cancel the first once its MLflow run exists: that run must end KILLED (on_cancellation hook)
+    run_id = stack.wait_label(first, "mlflow.run_id", 300)
     out = stack.prefect("flow-run", "cancel", first, timeout=120)
     assert out.returncode == 0, out.stderr
-    final = stack.wait_state(first, {"CANCELLED", "COMPLETED"}, 300)
-    labels = final.get("labels") or {}
-    run_id = labels.get("mlflow.run_id")
-    if final["state"]["type"] == "CANCELLED" and run_id:  # label set right after the MLflow run starts
-        assert _client(stack).get_run(run_id).info.status == "KILLED", json.dumps(labels)
+    final = stack.wait_state(first, {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}, 300)
+    assert final["state"]["type"] == "CANCELLED", final["state"]
+    client = _client(stack)
+    deadline = time.monotonic() + 120  # the hook runs after the flow process is stopped
+    while client.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(2)
+    assert client.get_run(run_id).info.status == "KILLED"
