@@ -56,6 +56,20 @@ def write_text(text: str, target: str | Path) -> Path:
     return Path(target)
 
 
+def read_json_object(path: str | Path, hint: str = "") -> dict[str, Any]:
+    """A JSON object from ``path``; InputError naming the file if missing, unreadable or not an object."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: no such file{f' ({hint})' if hint else ''}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p}: not readable JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: expected a JSON object")
+    return data
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError, TrackingError
+from pipelines.io import read_json_object
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -297,20 +298,8 @@ def set_tags(run_id: str, tags: Mapping[str, Any]) -> None:
         c.set_tag(run_id, k, v if isinstance(v, str) else json.dumps(v, sort_keys=True))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not readable JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
-
-
 def read_manifest(data_dir: str | Path) -> dict[str, Any]:
-    return _read_json(Path(data_dir) / "manifest.json")
+    return read_json_object(Path(data_dir) / "manifest.json")
 
 
 def log_dataset(run_id: str, data_dir: str | Path) -> None:
@@ -356,7 +345,7 @@ def log_dataset(run_id: str, data_dir: str | Path) -> None:
 
 
 def read_train_result(model_root: str | Path) -> dict[str, Any]:
-    return _read_json(Path(model_root) / "train_result.json")
+    return read_json_object(Path(model_root) / "train_result.json")
 
 
 def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:

@@ -11,7 +11,6 @@ training loss stops training at once with :class:`TrainingError` and nothing is 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.config import ModelConfig, TrainingConfig
 from pipelines.errors import InputError, TrainingError
+from pipelines.io import read_json_object
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,16 +66,7 @@ class TrainResult:
 
 def load_train_result(out_dir: Path) -> dict[str, Any]:
     """Read ``out_dir/train_result.json`` (InputError if it is missing or unreadable)."""
-    path = Path(out_dir) / RESULT_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file (has `recipe-embed train` finished in {out_dir}?)") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read train result: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(Path(out_dir) / RESULT_FILE, hint=f"has `recipe-embed train` finished in {out_dir}?")
 
 
 # --- data ---------------------------------------------------------------------------------------
