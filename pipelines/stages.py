@@ -168,7 +168,8 @@ def should_skip_training(cfg: PipelineConfig) -> str | None:
     if all(tags.get(f"{TAG_PREFIX}{k}") == mine[f"{TAG_PREFIX}{k}"] for k in keys):
         return (
             f"champion v{champ['version']} (run {champ['run_id']}) was trained on the same catalog "
-            f"digest, config and base model; skipping training"
+            f"digest, config and base model; skipping training (change any of them, e.g. "
+            f"--set training.seed=N, to train a new candidate)"
         )
     return None
 
