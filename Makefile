@@ -4,6 +4,8 @@ PYTHON      ?= python3
 CONSTRAINTS ?= constraints.txt
 PROFILE     ?= auto
 BIN          = $(VENV)/bin
+# This project's CPU machines keep the pinned CPU torch wheel here; elsewhere pip uses PyPI alone.
+WHEELS_DIR  ?= /opt/wheels
 STAMP        = $(VENV)/.installed
 
 export HF_HUB_OFFLINE = 1
@@ -17,7 +19,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	$(BIN)/python -m pip install $(if $(wildcard $(WHEELS_DIR)),--find-links $(WHEELS_DIR)) \
+		$(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
 	touch $@
 
 ## The main job: the train-and-evaluate flow on the embedded default
