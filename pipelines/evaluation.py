@@ -114,10 +114,19 @@ def _check_ir_data(queries: Mapping[str, str], corpus: Mapping[str, str], releva
 # --- model --------------------------------------------------------------------------------------
 
 
+MLFLOW_MODEL_PREFIXES = ("models:/", "runs:/")
+
+
+def is_mlflow_uri(name: str | Path) -> bool:
+    return isinstance(name, str) and name.startswith(MLFLOW_MODEL_PREFIXES)
+
+
 def resolve_model_path(name: str | Path) -> str:
-    """A ``MODEL_DIR`` written by ``train`` -> its ``model/``; else :func:`resolve_base_model`."""
+    """A ``MODEL_DIR`` written by ``train`` -> its ``model/``; MLflow URIs unchanged; else :func:`resolve_base_model`."""
     from pipelines.models import resolve_base_model
 
+    if is_mlflow_uri(name):
+        return str(name)
     p = Path(name).expanduser()
     if p.is_dir() and not (p / "modules.json").exists() and (p / "model" / "modules.json").exists():
         return str((p / "model").resolve())
@@ -125,8 +134,18 @@ def resolve_model_path(name: str | Path) -> str:
 
 
 def load_model(name: str | Path, device: str | None = None) -> SentenceTransformer:
-    """Load a SentenceTransformer from a model dir, a train output dir, ``bundled:...`` or a hub id."""
+    """Load a SentenceTransformer from a model dir, a train output dir, ``bundled:...``, a hub id, or an
+    MLflow URI (``models:/recipe-embedder@champion``, ``runs:/ID/model``) from the current tracking URI."""
     path = resolve_model_path(name)  # path errors before the heavy import
+    if is_mlflow_uri(path):
+        import mlflow.sentence_transformers
+        from mlflow.exceptions import MlflowException
+
+        try:
+            loaded = mlflow.sentence_transformers.load_model(path)
+        except MlflowException as exc:
+            raise InputError(f"{name}: cannot load from MLflow: {exc.message.splitlines()[0]}") from exc
+        return loaded.to(device) if device else loaded
 
     from sentence_transformers import SentenceTransformer
 

@@ -114,17 +114,9 @@ def evaluate_stage(cfg: PipelineConfig, model: str, data_dir: str, out_json: str
     import pandas as pd
 
     from pipelines.evaluation import evaluate_pairs
-    from pipelines.models import resolve_base_model
 
     pairs = pd.read_parquet(Path(data_dir) / "eval.parquet")
-    target: Any
-    if model.startswith(("models:/", "runs:/")):
-        import mlflow.sentence_transformers
-
-        target = mlflow.sentence_transformers.load_model(model)
-    else:
-        target = resolve_base_model(model_path(model))
-    metrics = evaluate_pairs(target, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
+    metrics = evaluate_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
     if out_json:
         write_json(metrics, out_json)
     return metrics

@@ -67,7 +67,11 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def evaluate_cmd(
         model: Annotated[
-            str, typer.Option("--model", help="Model dir, train output dir, bundled:all-MiniLM-L6-v2 or hub id.")
+            str,
+            typer.Option(
+                "--model",
+                help="Model dir, train output dir, bundled:all-MiniLM-L6-v2, hub id, or models:/recipe-embedder@champion.",
+            ),
         ],
         pairs: Annotated[Path, typer.Option("--pairs", help="anchor/positive pairs (Parquet, CSV or JSONL).")],
         json_out: Annotated[Path, typer.Option("--json", help="Write the metrics here as a flat JSON object.")],
@@ -90,6 +94,10 @@ def register(app: typer.Typer) -> None:
         from pipelines.io import write_json
 
         cfg = resolve(profile, config, set_)
+        if any(isinstance(m, str) and m.startswith(("models:/", "runs:/")) for m in (model, base)):
+            from pipelines import tracking
+
+            tracking.connect(cfg)  # MLFLOW_TRACKING_URI, else the embedded store under paths.data_dir
         dim_list = parse_dims(dims) if dims else cfg.evaluation.dims
         bs = batch_size or cfg.evaluation.batch_size
         if base_json is not None and base is None:
