@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Fill .carry/ (git-ignored) with what the GPU machine lacks, for bench/gpu/device_check.sh:
+#   .carry/whl/*.whl  datasets + its deps missing there, pydantic (pipelines.config) + its deps
+#   .carry/model/     the bundled all-MiniLM-L6-v2 saved in fp16 (device_check.sh makes it fp32 again)
+# Run here, from anywhere: bash bench/gpu/prepare_carry.sh   (needs pip access to PyPI)
+# Wheel versions are the ones installed in this project's venv, so the GPU run uses what CPU tests use.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+LIMIT_MIB=${LIMIT_MIB:-60}
+KINDS=${KINDS:-/work/.library/device/KINDS.md}
+
+# Missing on the GPU image (KINDS.md "Python packages already there" has none of these).
+# typing-extensions and fsspec ARE there, in unknown versions: carried anyway because pydantic-core
+# needs typing-extensions>=4.16 and datasets needs fsspec<=2026.9.0 (both tiny, both shadow safely).
+PKGS=(datasets dill multiprocess pydantic pydantic-core annotated-types typing-inspection typing-extensions fsspec)
+PLATFORM=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --only-binary=:all:)
+
+rm -rf .carry/whl .carry/model
+mkdir -p .carry/whl
+
+specs=()
+for p in "${PKGS[@]}"; do
+  v=$("$PY" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$p")
+  specs+=("$p==$v")
+done
+echo "downloading: ${specs[*]}"
+"$PY" -m pip download -q --no-deps "${PLATFORM[@]}" -d .carry/whl "${specs[@]}" 2>&1 | grep -v '^WARNING: Location' || true
+[ "$(ls .carry/whl/*.whl | wc -l)" -eq "${#PKGS[@]}" ] || { echo "expected ${#PKGS[@]} wheels" >&2; exit 1; }
+
+# Every Requires-Dist (no extras) must be carried or already on the GPU image; one version of each.
+"$PY" - "$KINDS" <<'EOF'
+import re, sys, zipfile
+from pathlib import Path
+
+norm = lambda s: re.sub(r"[-_.]+", "-", s).lower()
+wheels = sorted(Path(".carry/whl").glob("*.whl"))
+carried = [norm(w.name.split("-")[0]) for w in wheels]
+dupes = {c for c in carried if carried.count(c) > 1}
+if dupes:
+    sys.exit(f"two versions of {sorted(dupes)} in .carry/whl")
+kinds = Path(sys.argv[1])
+there: set[str] = set()
+if kinds.exists():
+    line = next((ln for ln in kinds.read_text().splitlines() if ln.startswith("Packages:")), "")
+    there = {norm(p.strip().rstrip(".")) for p in line.removeprefix("Packages:").split(",") if p.strip()}
+else:
+    print(f"note: {kinds} not found; Requires-Dist checked against carried wheels only")
+missing = []
+for w in wheels:
+    with zipfile.ZipFile(w) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        reqs = [ln.split(":", 1)[1].strip() for ln in z.read(meta).decode().splitlines() if ln.startswith("Requires-Dist:")]
+    for r in reqs:
+        if "extra ==" in r:
+            continue
+        name = norm(re.match(r"[A-Za-z0-9_.\-]+", r).group(0))
+        where = "carried" if name in carried else "on GPU image" if name in there else "MISSING"
+        if where == "MISSING":
+            missing.append(f"{w.name}: {r}")
+    print(f"  {w.name}: {len(reqs)} requirements checked")
+if missing and there:
+    sys.exit("requirements neither carried nor on the GPU image:\n  " + "\n  ".join(missing))
+print("requirements: all carried or on the GPU image")
+EOF
+
+# The wheel set must install as device_check.sh installs it (for CPython 3.12 x86-64 there).
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade "${PLATFORM[@]}" \
+  --target "$tmp/site" .carry/whl/*.whl
+echo "install check (cp312 target): ok"
+
+# Base model in fp16 (half the bytes); HF_HUB_OFFLINE: nothing is fetched.
+HF_HUB_OFFLINE=1 "$PY" - <<'EOF'
+from sentence_transformers import SentenceTransformer
+
+from pipelines.models import resolve_base_model
+
+model = SentenceTransformer(resolve_base_model("bundled:all-MiniLM-L6-v2"), device="cpu")
+model.half()
+model.save(".carry/model", create_model_card=False, safe_serialization=True)
+print("model: fp16 copy saved to .carry/model")
+EOF
+
+du -sh .carry/whl .carry/model
+bytes=$(du -sb .carry | cut -f1)
+mib=$(( (bytes + 1048575) / 1048576 ))
+echo "total .carry: ${bytes} bytes (~${mib} MiB; limit ${LIMIT_MIB} MiB, 64 MiB travels with the tree)"
+[ "$mib" -le "$LIMIT_MIB" ] || { echo ".carry is over ${LIMIT_MIB} MiB" >&2; exit 1; }
