@@ -178,7 +178,7 @@ def _decision_tags(decision: Decision) -> dict[str, str]:
     return {
         "decision": decision.label,
         "decision_reason": decision.reason[:4900],
-        "decision_deltas": json.dumps({str(k): _json_float(v) for k, v in decision.deltas.items()}),
+        "decision_deltas": json.dumps(decision.to_dict()["deltas"]),
         "decision_champion_version": decision.champion_version or "",
         "decision_candidate_version": decision.candidate_version or "",
     }
@@ -253,11 +253,7 @@ def champion(cfg: PipelineConfig) -> dict[str, Any] | None:
     run_id = (mv.tags or {}).get(RUN_ID_TAG) or mv.run_id
     if run_id:
         with contextlib.suppress(Exception):
-            metrics = {
-                tracking.unsanitize(k): float(val)
-                for k, val in c.get_run(run_id).data.metrics.items()
-                if k.startswith("dim_")
-            }
+            metrics = tracking.read_metrics(run_id, c=c)
     return {
         "name": name,
         "version": str(mv.version),

@@ -101,21 +101,11 @@ def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, 
     return str(root)
 
 
-def model_path(model: str) -> str:
-    """A model root from ``train`` -> its ``model/``; anything else unchanged."""
-    p = Path(model)
-    if p.is_dir() and (p / "model" / "modules.json").exists():
-        return str(p / "model")
-    return model
-
-
 def evaluate_stage(cfg: PipelineConfig, model: str, data_dir: str, out_json: str | None = None) -> dict[str, float]:
     """Evaluate a model (path, model root, hub id, ``bundled:...`` or ``models:/`` URI) on eval.parquet."""
-    import pandas as pd
+    from pipelines.evaluation import evaluate_pairs, load_pairs
 
-    from pipelines.evaluation import evaluate_pairs
-
-    pairs = pd.read_parquet(Path(data_dir) / "eval.parquet")
+    pairs = load_pairs(Path(data_dir) / "eval.parquet")
     metrics = evaluate_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
     if out_json:
         write_json(metrics, out_json)
@@ -183,7 +173,7 @@ def log_stage(
     tracking.log_metrics(run_id, candidate)
     if base:
         tracking.log_metrics(run_id, base, prefix="base_")
-    return tracking.log_model(run_id, Path(model_path(model_root)), cfg)
+    return tracking.log_model(run_id, Path(model_root), cfg)
 
 
 def promote_stage(
@@ -238,7 +228,7 @@ def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
     from pipelines import tracking
 
     uri = tracking.resolve_tracking_uri(cfg)
-    if not uri.startswith(("http://", "https://")):
+    if not tracking.is_remote(uri):
         return None
     exp_id = MlflowClient(uri).get_run(run_id).info.experiment_id
     return f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError, TrackingError
-from pipelines.io import read_json_object
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -282,9 +281,12 @@ def log_metrics(run_id: str, metrics: Mapping[str, Any], prefix: str = "", step:
     return logged
 
 
-def read_metrics(run_id: str, prefix: str = "") -> dict[str, float]:
-    """The run's latest metrics whose key starts with ``prefix`` + ``dim_``, keys unsanitized, prefix cut."""
-    data = client().get_run(run_id).data.metrics
+def read_metrics(run_id: str, prefix: str = "", c: MlflowClient | None = None) -> dict[str, float]:
+    """The run's latest metrics whose key starts with ``prefix`` + ``dim_``, keys unsanitized, prefix cut.
+
+    ``c``: the client to read with (default: one on the process URI set by :func:`connect`).
+    """
+    data = (c or client()).get_run(run_id).data.metrics
     out: dict[str, float] = {}
     for key, value in data.items():
         if key.startswith(prefix + "dim_"):
@@ -298,10 +300,6 @@ def set_tags(run_id: str, tags: Mapping[str, Any]) -> None:
         c.set_tag(run_id, k, v if isinstance(v, str) else json.dumps(v, sort_keys=True))
 
 
-def read_manifest(data_dir: str | Path) -> dict[str, Any]:
-    return read_json_object(Path(data_dir) / "manifest.json")
-
-
 def log_dataset(run_id: str, data_dir: str | Path) -> None:
     """Log the train and eval parquet files as ``mlflow.data`` inputs with the manifest digests.
 
@@ -312,8 +310,10 @@ def log_dataset(run_id: str, data_dir: str | Path) -> None:
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
 
+    from pipelines.datasets import read_manifest
+
     root = Path(data_dir).expanduser().resolve()
-    manifest = read_manifest(root)
+    manifest = read_manifest(root, verify=False, require_passed=False)
     digests: dict[str, str] = manifest.get("digests") or {}
     inputs = []
     tags: dict[str, str] = {DATASET_DIR_TAG: str(root)}
@@ -344,15 +344,13 @@ def log_dataset(run_id: str, data_dir: str | Path) -> None:
     set_tags(run_id, tags)
 
 
-def read_train_result(model_root: str | Path) -> dict[str, Any]:
-    return read_json_object(Path(model_root) / "train_result.json")
-
-
 def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
     """Loss history as step metric ``train_loss``, plus pairs/s, seconds and validation metrics."""
     from mlflow.entities import Metric
 
-    result = read_train_result(model_root)
+    from pipelines.training import load_train_result
+
+    result = load_train_result(Path(model_root))
     now = int(time.time() * 1000)
     batch: list[Metric] = []
     for i, row in enumerate(result.get("loss_history") or []):

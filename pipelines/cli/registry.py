@@ -53,22 +53,15 @@ def register(app: typer.Typer) -> None:
         data_dir = tags.get(tracking.DATASET_DIR_TAG)
         if not data_dir:
             raise InputError(f"run {run_id} has no dataset directory (tag {tracking.DATASET_DIR_TAG} missing)")
-        eval_path = Path(data_dir) / "eval.parquet"
         candidate = tracking.read_metrics(run_id)
         if not candidate:
             raise InputError(f"run {run_id} has no candidate metrics (dim_* keys)")
-        dims = tuple(cfg.evaluation.dims)
 
         def evaluate(uri: str) -> dict[str, float]:
-            import mlflow.sentence_transformers
+            from pipelines.stages import evaluate_stage
 
-            from pipelines.evaluation import evaluate_pairs
-            from pipelines.io import read_table
-
-            pairs = read_table(eval_path, required=("anchor", "positive"))
-            typer.echo(f"re-evaluating {uri} on {eval_path} ({len(pairs)} pairs)", err=True)
-            model = mlflow.sentence_transformers.load_model(uri)
-            return dict(evaluate_pairs(model, pairs, dims, cfg.evaluation.batch_size))
+            typer.echo(f"re-evaluating {uri} on {Path(data_dir) / 'eval.parquet'}", err=True)
+            return evaluate_stage(cfg, uri, data_dir)
 
         decision = registry.promote(cfg, run_id, model_uri, candidate, evaluate)
         if as_json:

@@ -68,12 +68,14 @@ def test_synthesize_stage_reuses_a_complete_dataset(tmp_path: Path) -> None:
     assert stages.dataset_is_complete(first)
 
 
-def test_model_path_prefers_model_subdir(tmp_path: Path) -> None:
+def test_model_root_resolves_to_its_model_subdir(tmp_path: Path) -> None:
+    from pipelines.evaluation import resolve_model_path
+
     root = tmp_path / "run1"
     (root / "model").mkdir(parents=True)
     (root / "model" / "modules.json").write_text("[]")
-    assert stages.model_path(str(root)) == str(root / "model")
-    assert stages.model_path("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+    assert resolve_model_path(str(root)) == str((root / "model").resolve())
+    assert resolve_model_path("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
 
 
 def test_require_dataset_names_the_fix(tmp_path: Path) -> None:

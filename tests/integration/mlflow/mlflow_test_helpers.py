@@ -99,5 +99,7 @@ def dataset_dir(root: Path) -> Path:
     pairs.iloc[:8].to_parquet(root / "train.parquet", index=False)
     pairs.iloc[8:].to_parquet(root / "eval.parquet", index=False)
     digests = {n: sha256_file(root / n) for n in ("train.parquet", "eval.parquet")}
-    write_json({"counts": {"train": 8, "eval": 4}, "digests": digests, "seed": 42}, root / "manifest.json")
+    files = {n: {"sha256": d} for n, d in digests.items()}
+    manifest = {"counts": {"train": 8, "eval": 4}, "files": files, "digests": digests, "seed": 42}
+    write_json(manifest, root / "manifest.json")
     return root
