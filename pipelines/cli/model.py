@@ -90,11 +90,11 @@ def register(app: typer.Typer) -> None:
         """The card's IR metrics per dimension (encode once, slice per dim); base vs fine-tuned with --base."""
         from rich.console import Console
 
-        from pipelines.evaluation import evaluate_pairs, load_pairs, metrics_table, resolve_model_path
+        from pipelines.evaluation import evaluate_pairs, is_mlflow_uri, load_pairs, metrics_table, resolve_model_path
         from pipelines.io import write_json
 
         cfg = resolve(profile, config, set_)
-        if any(isinstance(m, str) and m.startswith(("models:/", "runs:/")) for m in (model, base)):
+        if any(m is not None and is_mlflow_uri(m) for m in (model, base)):
             from pipelines import tracking
 
             tracking.connect(cfg)  # MLFLOW_TRACKING_URI, else the embedded store under paths.data_dir
