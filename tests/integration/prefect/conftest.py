@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,12 +18,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 RETRY_STATUS = {429, 502, 503}
+# the prefect CLI of the interpreter running the tests (whatever venv that is)
+PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays bound until all are chosen, so no two can coincide."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -35,7 +44,7 @@ class Stack:
 
     def prefect(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(ROOT / ".venv/bin/prefect"), *args],
+            [PREFECT, *args],
             cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 
@@ -98,7 +107,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state = tmp_path_factory.mktemp("infra-state")
     data = tmp_path_factory.mktemp("recipe-embed-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    pp, mp = free_port(), free_port()
+    pp, mp = free_ports(2)
     env.update(
         PREFECT_PORT=str(pp),
         MLFLOW_PORT=str(mp),
