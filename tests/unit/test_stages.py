@@ -10,7 +10,6 @@ import pytest
 
 from pipelines import stages
 from pipelines.config import load_config
-from pipelines.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +75,6 @@ def test_model_root_resolves_to_its_model_subdir(tmp_path: Path) -> None:
     (root / "model" / "modules.json").write_text("[]")
     assert resolve_model_path(str(root)) == str((root / "model").resolve())
     assert resolve_model_path("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
-
-
-def test_require_dataset_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="recipe-embed synthesize"):
-        stages.require_dataset(tmp_path)
 
 
 def test_dataset_key_tracks_data_config_not_training() -> None:
