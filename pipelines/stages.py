@@ -277,4 +277,3 @@ def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Call
         report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
         report["mlflow_url"] = tracking_ui_url(cfg, run_id)
     return report
-
