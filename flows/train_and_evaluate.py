@@ -181,7 +181,7 @@ def train_and_evaluate(
             if cfg.evaluation.evaluate_base
             else None
         )
-        model_uri = t.log_model(cfg, run_id, data_dir, model_root, candidate, base)
+        model_uri = t.log_to_mlflow(cfg, run_id, data_dir, model_root, candidate, base)
         decision = t.promote(
             cfg, run_id, model_uri, data_dir, candidate, lock=t.promotion_lock(cfg), base=base, model_root=model_root
         )
