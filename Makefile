@@ -2,9 +2,12 @@
 VENV        ?= .venv
 PYTHON      ?= python3
 CONSTRAINTS ?= constraints.txt
+# e.g. --system-site-packages: the venv sees a GPU machine's own torch (README "GPU machines")
+VENV_ARGS   ?=
 PROFILE     ?= auto
 BIN          = $(VENV)/bin
-# This project's CPU machines keep the pinned CPU torch wheel here; elsewhere pip uses PyPI alone.
+# A folder of wheels pip also looks in (--find-links) when it exists, e.g. the CPU torch wheel, or
+# every wheel on an offline machine (README "GPU machines"); without it pip uses PyPI alone.
 WHEELS_DIR  ?= /opt/wheels
 STAMP        = $(VENV)/.installed
 
@@ -17,7 +20,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED = false
 install: $(STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install $(if $(wildcard $(WHEELS_DIR)),--find-links $(WHEELS_DIR)) \
 		$(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
@@ -21,10 +21,23 @@ from prefect.states import State
 
 from pipelines import report as rpt
 from pipelines import stages
-from pipelines.config import ConfigError, PipelineConfig, deep_merge, load_config, parse_set, read_config_file
+from pipelines.config import (
+    AUTO,
+    PROFILE_CHOICES,
+    ConfigError,
+    PipelineConfig,
+    choose_profile,
+    deep_merge,
+    load_config,
+    parse_set,
+    read_config_file,
+)
 from tasks import stages as t
 
-ProfileChoice = Literal["auto", "default", "seed-card", "cpu", "smoke", "smoke-worse"]
+if TYPE_CHECKING:
+    ProfileChoice = str
+else:  # built from the one list of names: the Prefect UI shows it as a dropdown, the API enforces it
+    ProfileChoice = Literal[PROFILE_CHOICES]
 REPORT_KEY = "train-and-evaluate-report"
 RUN_ID_LABEL = "mlflow.run_id"
 
@@ -123,7 +136,7 @@ def _synthesize(cfg: PipelineConfig) -> tuple[str, bool]:
     validate_parameters=True,
 )
 def train_and_evaluate(
-    profile: ProfileChoice = "auto",
+    profile: ProfileChoice = AUTO,
     overrides: dict[str, Any] | None = None,
     run_name: str | None = None,
 ) -> dict[str, Any]:
@@ -168,7 +181,7 @@ def train_and_evaluate(
             if cfg.evaluation.evaluate_base
             else None
         )
-        model_uri = t.log_model(cfg, run_id, data_dir, model_root, candidate, base)
+        model_uri = t.log_to_mlflow(cfg, run_id, data_dir, model_root, candidate, base)
         decision = t.promote(
             cfg, run_id, model_uri, data_dir, candidate, lock=t.promotion_lock(cfg), base=base, model_root=model_root
         )
@@ -194,12 +207,22 @@ def train_and_evaluate(
 # --- local entry point -------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, like every other bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="python -m flows.train_and_evaluate",
         description="Run the train-and-evaluate flow here (ephemeral Prefect API unless PREFECT_API_URL is set).",
     )
-    ap.add_argument("--profile", "-p", default="auto", help="auto, default, seed-card, cpu, smoke, smoke-worse")
+    ap.add_argument(
+        "--profile",
+        "-p",
+        choices=PROFILE_CHOICES,
+        help="named profile (default: the config file's `profile`, else auto = default on a GPU, cpu elsewhere)",
+    )
     ap.add_argument("--config", "-c", type=Path, help="YAML/TOML/JSON file of config overrides")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")
     ap.add_argument("--run-name", help="MLflow run name")
@@ -213,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
     try:
-        overrides = read_config_file(args.config) if args.config else {}
-        overrides.pop("profile", None)
-        overrides = deep_merge(overrides, parse_set(args.sets))
-        load_config(args.profile, overrides=overrides or None)  # fail before starting any server
+        file_data = read_config_file(args.config) if args.config else {}
+        profile = choose_profile(args.profile, file_data, default=AUTO)  # the rule recipe-embed follows
+        overrides = deep_merge({k: v for k, v in file_data.items() if k != "profile"}, parse_set(args.sets))
+        load_config(profile, overrides=overrides or None)  # fail before starting any server
     except ConfigError as exc:
         print(f"train-and-evaluate: error: {exc}", file=sys.stderr)
         return 2
@@ -233,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         with temporary_settings(
             updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup, PREFECT_SERVER_ANALYTICS_ENABLED: False}
         ):
-            result = train_and_evaluate(profile=args.profile, overrides=overrides or None, run_name=args.run_name)
+            result = train_and_evaluate(profile=profile, overrides=overrides or None, run_name=args.run_name)
     except Exception as exc:
         print(f"train-and-evaluate: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)

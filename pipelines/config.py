@@ -1,6 +1,6 @@
 """One typed, frozen configuration for the whole pipeline, with named profiles.
 
-The defaults are the reference model card's (``shared/seed/model-card.md``): 60,323 train pairs,
+The defaults are the reference model card's (``docs/reference-card.md``): 60,323 train pairs,
 MatryoshkaLoss(MultipleNegativesRankingLoss) at 384/256/128/64, lr 2e-5, cosine schedule,
 warmup 0.1, fused AdamW, bf16 + tf32 on GPU, evaluation each epoch, best checkpoint kept.
 
@@ -222,7 +222,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
-ProfileName = Literal["default", "seed-card", "cpu", "smoke", "smoke-worse"]
+AUTO = "auto"
+"""Not a profile of its own: ``default`` on a GPU machine, ``cpu`` elsewhere (see :func:`auto_profile`)."""
 
 
 def auto_profile() -> str:
@@ -301,11 +302,9 @@ def load_config(
     Raises :class:`ConfigError` with a one-line message on any bad key or value.
     """
     file_data = read_config_file(file) if file else {}
-    name = profile or file_data.get("profile") or "default"
-    if name == "auto":
+    name = choose_profile(profile, file_data)
+    if name == AUTO:
         name = auto_profile()
-    if name not in PROFILES:
-        raise ConfigError(f"unknown profile {name!r} (choose from: {', '.join(PROFILES)})")
     merged = deep_merge(PROFILES[name], file_data)
     if overrides:
         merged = deep_merge(merged, overrides)
@@ -316,6 +315,18 @@ def load_config(
         return PipelineConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from exc
+
+
+def choose_profile(profile: str | None, file_data: Mapping[str, Any], default: str = "default") -> str:
+    """The profile a command runs: ``--profile``, else the config file's ``profile`` key, else ``default``.
+
+    The one rule for ``recipe-embed`` (default ``default``) and ``python -m flows.train_and_evaluate``
+    (default ``auto``); ``auto`` is returned as is. An unknown name is a one-line ConfigError.
+    """
+    name = profile or file_data.get("profile") or default
+    if name not in PROFILE_CHOICES:
+        raise ConfigError(f"unknown profile {name!r} (choose from: {', '.join(PROFILE_CHOICES)})")
+    return str(name)
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -335,6 +346,9 @@ def format_validation_error(exc: ValidationError) -> str:
 PROFILES["smoke-worse"] = deep_merge(
     PROFILES["smoke"], {"training": {"max_steps": 1, "learning_rate": 1e-9, "logging_steps": 1}}
 )
+
+PROFILE_CHOICES: tuple[str, ...] = (AUTO, *PROFILES)
+"""Every value ``--profile`` and the flow's ``profile`` parameter accept; the one list of profile names."""
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:

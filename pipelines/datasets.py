@@ -23,7 +23,7 @@ from pipelines import __version__
 from pipelines.catalog import catalog_digest, load_catalog
 from pipelines.config import PipelineConfig
 from pipelines.errors import DataQualityError, InputError
-from pipelines.io import read_table, sha256_file, write_json, write_parquet
+from pipelines.io import read_json_object, read_table, sha256_file, write_json, write_parquet
 from pipelines.schemas import PAIR_COLUMNS, SPLITS, leaked_keys, normalize_text
 from pipelines.synthesis import split_targets, synthesize
 from pipelines.validation import ValidationResult, check_splits, load_tokenizer, validate_pairs
@@ -192,13 +192,9 @@ def read_manifest(data_dir: Path, *, verify: bool = True, require_passed: bool =
     """The manifest of a dataset directory; InputError if missing, corrupt or out of date with its files."""
     data_dir = Path(data_dir)
     path = data_dir / MANIFEST
-    if not path.exists():
-        raise InputError(f"{path}: no manifest (not a dataset directory, or an interrupted run)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable manifest ({exc})") from exc
-    if not isinstance(manifest, dict) or "files" not in manifest or "counts" not in manifest:
+    hint = "not a dataset directory, or an interrupted run; write one with `recipe-embed synthesize`"
+    manifest = read_json_object(path, hint=hint)
+    if "files" not in manifest or "counts" not in manifest:
         raise InputError(f"{path}: not a recipe-embed dataset manifest")
     if verify:
         for name, info in manifest["files"].items():

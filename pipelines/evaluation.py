@@ -123,13 +123,13 @@ def is_mlflow_uri(name: str | Path) -> bool:
 
 def resolve_model_path(name: str | Path) -> str:
     """A ``MODEL_DIR`` written by ``train`` -> its ``model/``; MLflow URIs unchanged; else :func:`resolve_base_model`."""
-    from pipelines.models import resolve_base_model
+    from pipelines.models import model_dir_of, resolve_base_model
 
     if is_mlflow_uri(name):
         return str(name)
     p = Path(name).expanduser()
-    if p.is_dir() and not (p / "modules.json").exists() and (p / "model" / "modules.json").exists():
-        return str((p / "model").resolve())
+    if p.is_dir() and (p / "model").is_dir():
+        return str(model_dir_of(p))
     return resolve_base_model(str(name))
 
 

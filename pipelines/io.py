@@ -78,15 +78,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_frame(df: pd.DataFrame) -> str:
-    """Digest of a frame's content (column names, dtypes-independent values, row order)."""
-    h = hashlib.sha256()
-    h.update("\x1f".join(map(str, df.columns)).encode())
-    hashed = pd.util.hash_pandas_object(df.astype("string"), index=False).to_numpy()
-    h.update(hashed.tobytes())
-    return h.hexdigest()
-
-
 def read_table(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
     """Read CSV, JSONL or Parquet. Any problem -> :class:`InputError` naming the file."""
     p = Path(path)

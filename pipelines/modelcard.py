@@ -1,4 +1,4 @@
-"""A generated model card in the style of the reference card (``shared/seed/model-card.md``).
+"""A generated model card in the style of the reference card (``docs/reference-card.md``).
 
 Hyperparameters, data counts, per-dimension metric tables (base vs fine-tuned, and the champion
 when there is one) and the training loss log. Pure: data in, Markdown out.

@@ -1,4 +1,4 @@
-"""Base-model resolution and device choice (no model is loaded here)."""
+"""Model-directory and base-model resolution, and device choice (no model is loaded here)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def bundled_model_path() -> Path:
     if not (path / "modules.json").exists():
         raise InputError(f"bundled base model is incomplete: {path} has no modules.json")
     return path
+
+
+def model_dir_of(root: str | Path) -> Path:
+    """A ``train`` output directory (``ROOT/model/``) or a SentenceTransformer directory itself -> the
+    directory that holds ``modules.json``; InputError naming the path otherwise."""
+    p = Path(root).expanduser()
+    if (p / "model" / "modules.json").exists():
+        return (p / "model").resolve()
+    if (p / "modules.json").exists():
+        return p.resolve()
+    raise InputError(f"{p}: not a model directory (no modules.json in it or in model/)")
 
 
 def resolve_base_model(name: str) -> str:

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PipelineConfig
-from pipelines.errors import InputError, RecipeEmbedError
+from pipelines.errors import RecipeEmbedError
 from pipelines.io import write_json
 
 log = logging.getLogger(__name__)
 
 TAG_PREFIX = "recipe_embed."
-SPLITS = ("train", "validation", "eval", "rejects")
 
 Lock = Callable[[], AbstractContextManager[Any]]
 
@@ -278,10 +277,3 @@ def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Call
         report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
         report["mlflow_url"] = tracking_ui_url(cfg, run_id)
     return report
-
-
-def require_dataset(data_dir: str | Path) -> Path:
-    p = Path(data_dir)
-    if not (p / "manifest.json").exists():
-        raise InputError(f"{p}: not a dataset directory (no manifest.json); run `recipe-embed synthesize` first")
-    return p

@@ -382,16 +382,6 @@ def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
     return result
 
 
-def model_path(model_dir: str | Path) -> Path:
-    """``MODEL_DIR`` (with ``model/``) or a model directory itself -> the SentenceTransformer dir."""
-    p = Path(model_dir).expanduser()
-    if (p / "model" / "modules.json").exists():
-        return p / "model"
-    if (p / "modules.json").exists():
-        return p
-    raise InputError(f"{p}: not a model directory (no modules.json in it or in model/)")
-
-
 def pip_requirements() -> list[str]:
     """Exact pins of what loading the model needs (skips MLflow's slow requirement inference)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -414,7 +404,9 @@ def log_model(run_id: str, model_dir: str | Path, cfg: PipelineConfig) -> str:
     import mlflow.sentence_transformers
     from sentence_transformers import SentenceTransformer
 
-    path = model_path(model_dir)
+    from pipelines.models import model_dir_of
+
+    path = model_dir_of(model_dir)
     c = client()
     run = c.get_run(run_id)
     mlflow.set_experiment(experiment_id=run.info.experiment_id)

@@ -141,7 +141,7 @@ def evaluate(cfg: PipelineConfig, model: str, data_dir: str, out_json: str) -> d
     retries=MLFLOW_RETRIES,
     retry_delay_seconds=MLFLOW_RETRY_DELAYS,
 )
-def log_model(
+def log_to_mlflow(
     cfg: PipelineConfig,
     run_id: str,
     data_dir: str,
@@ -149,6 +149,7 @@ def log_model(
     candidate: dict[str, float],
     base: dict[str, float] | None,
 ) -> str:
+    """Dataset inputs, training history, candidate and base metrics, then the model; returns the model URI."""
     return stages.log_stage(cfg, run_id, data_dir, model_root, candidate, base)
 
 

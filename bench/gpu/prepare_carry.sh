@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Fill .carry/ (git-ignored) with what the GPU machine lacks, for bench/gpu/device_check.sh:
+# Fill .carry/ (git-ignored) with what an offline GPU machine lacks, for bench/gpu/device_check.sh:
 #   .carry/whl/*.whl  datasets + its deps missing there, pydantic (pipelines.config) + its deps
 #   .carry/model/     the bundled all-MiniLM-L6-v2 saved in fp16 (device_check.sh makes it fp32 again)
-# Run here, from anywhere: bash bench/gpu/prepare_carry.sh   (needs pip access to PyPI)
-# Wheel versions are the ones installed in this project's venv, so the GPU run uses what CPU tests use.
+# Run on a machine with PyPI access, from anywhere: bash bench/gpu/prepare_carry.sh
+# Then copy the repository with .carry/ in it to the GPU machine (bench/gpu/README.md).
+# Wheel versions are the ones installed in this checkout's venv, so the GPU run uses what CPU tests use.
+#   THERE=FILE     `pip list --format=freeze` from the GPU machine: requirements are checked against it
+#   LIMIT_MIB=N    fail when .carry/ is larger than N MiB (unset: no limit)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-LIMIT_MIB=${LIMIT_MIB:-60}
-KINDS=${KINDS:-/work/.library/device/KINDS.md}
+LIMIT_MIB=${LIMIT_MIB:-}
+THERE=${THERE:-}
 
-# Missing on the GPU image (KINDS.md "Python packages already there" has none of these).
-# typing-extensions and fsspec ARE there, in unknown versions: carried anyway because pydantic-core
+# Not on a GPU machine that has only torch, sentence-transformers and their own dependencies.
+# typing-extensions and fsspec usually ARE there, in unknown versions: carried anyway because pydantic-core
 # needs typing-extensions>=4.16 and datasets needs fsspec<=2026.9.0 (both tiny, both shadow safely).
 PKGS=(datasets dill multiprocess pydantic pydantic-core annotated-types typing-inspection typing-extensions fsspec)
 PLATFORM=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
@@ -29,8 +32,8 @@ echo "downloading: ${specs[*]}"
 "$PY" -m pip download -q --no-deps "${PLATFORM[@]}" -d .carry/whl "${specs[@]}" 2>&1 | grep -v '^WARNING: Location' || true
 [ "$(ls .carry/whl/*.whl | wc -l)" -eq "${#PKGS[@]}" ] || { echo "expected ${#PKGS[@]} wheels" >&2; exit 1; }
 
-# Every Requires-Dist (no extras) must be carried or already on the GPU image; one version of each.
-"$PY" - "$KINDS" <<'EOF'
+# Every Requires-Dist (no extras) must be carried or already on the GPU machine; one version of each.
+"$PY" - "$THERE" <<'EOF'
 import re, sys, zipfile
 from pathlib import Path
 
@@ -40,13 +43,12 @@ carried = [norm(w.name.split("-")[0]) for w in wheels]
 dupes = {c for c in carried if carried.count(c) > 1}
 if dupes:
     sys.exit(f"two versions of {sorted(dupes)} in .carry/whl")
-kinds = Path(sys.argv[1])
 there: set[str] = set()
-if kinds.exists():
-    line = next((ln for ln in kinds.read_text().splitlines() if ln.startswith("Packages:")), "")
-    there = {norm(p.strip().rstrip(".")) for p in line.removeprefix("Packages:").split(",") if p.strip()}
+if sys.argv[1]:  # pip list --format=freeze: NAME==VERSION per line
+    lines = Path(sys.argv[1]).read_text().splitlines()
+    there = {norm(re.split(r"[=@ ]", ln.strip(), maxsplit=1)[0]) for ln in lines if ln.strip() and not ln.startswith("#")}
 else:
-    print(f"note: {kinds} not found; Requires-Dist checked against carried wheels only")
+    print("note: no THERE=FILE (pip list --format=freeze from the GPU machine); checked against carried wheels only")
 missing = []
 for w in wheels:
     with zipfile.ZipFile(w) as z:
@@ -56,13 +58,13 @@ for w in wheels:
         if "extra ==" in r:
             continue
         name = norm(re.match(r"[A-Za-z0-9_.\-]+", r).group(0))
-        where = "carried" if name in carried else "on GPU image" if name in there else "MISSING"
+        where = "carried" if name in carried else "on the GPU machine" if name in there else "MISSING"
         if where == "MISSING":
             missing.append(f"{w.name}: {r}")
     print(f"  {w.name}: {len(reqs)} requirements checked")
 if missing and there:
-    sys.exit("requirements neither carried nor on the GPU image:\n  " + "\n  ".join(missing))
-print("requirements: all carried or on the GPU image")
+    sys.exit("requirements neither carried nor on the GPU machine:\n  " + "\n  ".join(missing))
+print("requirements: all carried" + (" or on the GPU machine" if there else " (others not checked)"))
 EOF
 
 # The wheel set must install as device_check.sh installs it (for CPython 3.12 x86-64 there).
@@ -87,5 +89,5 @@ EOF
 du -sh .carry/whl .carry/model
 bytes=$(du -sb .carry | cut -f1)
 mib=$(( (bytes + 1048575) / 1048576 ))
-echo "total .carry: ${bytes} bytes (~${mib} MiB; limit ${LIMIT_MIB} MiB, 64 MiB travels with the tree)"
-[ "$mib" -le "$LIMIT_MIB" ] || { echo ".carry is over ${LIMIT_MIB} MiB" >&2; exit 1; }
+echo "total .carry: ${bytes} bytes (~${mib} MiB${LIMIT_MIB:+; limit ${LIMIT_MIB} MiB})"
+[ -z "$LIMIT_MIB" ] || [ "$mib" -le "$LIMIT_MIB" ] || { echo ".carry is over ${LIMIT_MIB} MiB" >&2; exit 1; }

@@ -13,14 +13,19 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config import PROFILE_CHOICES, ConfigError, PipelineConfig, load_config
 from pipelines.errors import RecipeEmbedError
 
 HANDLED = (RecipeEmbedError, ConfigError)
 
 ProfileOpt = Annotated[
     str | None,
-    typer.Option("--profile", "-p", help="Named profile (default, seed-card, cpu, smoke, auto, ...)."),
+    typer.Option(
+        "--profile",
+        "-p",
+        metavar="[" + "|".join(PROFILE_CHOICES) + "]",
+        help="Named profile (default: the config file's `profile`, else default); auto = default on a GPU, cpu elsewhere.",
+    ),
 ]
 ConfigFileOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML/JSON file of config overrides.")]
 SetOpt = Annotated[

@@ -39,12 +39,27 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue from the last complete checkpoint in OUT.")
         ] = False,
+        overwrite: Annotated[
+            bool,
+            typer.Option("--overwrite", help="Start over in an OUT from an earlier run (deletes its checkpoints)."),
+        ] = False,
     ) -> None:
         """Fine-tune the base model with MatryoshkaLoss(MNRL); the best validation checkpoint -> OUT/model."""
         cfg = resolve(profile, config, set_)
         if not data.is_dir():
             raise InputError(f"{data}: no such dataset directory")
-        from pipelines.training import train
+        from pipelines.training import CHECKPOINTS_SUBDIR, MODEL_SUBDIR, train
+
+        if resume and overwrite:
+            raise InputError("--resume and --overwrite exclude each other")
+        earlier = [
+            out / d for d in (CHECKPOINTS_SUBDIR, MODEL_SUBDIR) if (out / d).is_dir() and any((out / d).iterdir())
+        ]
+        if earlier and not (resume or overwrite):
+            raise InputError(
+                f"{earlier[0]}: holds an earlier run; pass --resume to continue from its last checkpoint "
+                "or --overwrite to delete it and start over"
+            )
 
         result = train(data, out, cfg.model, cfg.training, resume=resume, progress=True)
         typer.echo(f"model: {result.model_dir}")

@@ -64,6 +64,33 @@ def test_train_missing_data_dir_exits_2(tmp_path: Path) -> None:
     assert "no such dataset directory" in _error_line(result)
 
 
+def test_train_refuses_to_delete_an_earlier_run(tmp_path: Path, tiny_dataset_dir: Path, monkeypatch) -> None:
+    out = tmp_path / "m"
+    checkpoint = out / "checkpoints" / "checkpoint-4" / "trainer_state.json"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")
+    args = ("train", "--data", str(tiny_dataset_dir), "--out", str(out), "--profile", "smoke")
+    result = _invoke(*args)
+    assert result.exit_code == 2
+    line = _error_line(result)
+    assert "checkpoints: holds an earlier run" in line and "--resume" in line and "--overwrite" in line
+    assert checkpoint.exists()  # nothing deleted
+    assert _invoke(*args, "--resume", "--overwrite").exit_code == 2
+
+    import pipelines.training
+
+    seen: list[bool] = []
+
+    def reached(*a: object, resume: bool = False, **k: object) -> None:
+        seen.append(resume)
+        raise InputError("training reached")
+
+    monkeypatch.setattr(pipelines.training, "train", reached)
+    for flag, resume in (("--overwrite", False), ("--resume", True)):
+        assert "training reached" in _error_line(_invoke(*args, flag))
+        assert seen.pop() is resume
+
+
 def test_parse_dims() -> None:
     assert parse_dims("384,256, 128,64") == (384, 256, 128, 64)
     for bad in ("384,x", "0", "", "64,64"):

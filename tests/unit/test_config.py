@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.config import PROFILES, ConfigError, PipelineConfig, load_config, parse_set
+from pipelines.config import PROFILE_CHOICES, PROFILES, ConfigError, PipelineConfig, load_config, parse_set
 
 runner = CliRunner()
 
@@ -103,6 +103,49 @@ def test_set_overrides_file_overrides_profile(tmp_path: Path) -> None:
     assert cfg.synthesis.seed == 9  # --set wins over the file
     assert cfg.synthesis.n_eval == 50  # the file wins over the profile
     assert cfg.synthesis.n_train == PROFILES["smoke"]["synthesis"]["n_train"]
+
+
+def test_flow_entry_point_and_recipe_embed_pick_the_same_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config FILE`` with a ``profile`` key: both commands run that profile; ``--profile`` wins over it."""
+    import flows.train_and_evaluate as fte
+
+    f = tmp_path / "c.yaml"
+    f.write_text("profile: smoke\nsynthesis:\n  seed: 5\n")
+    seen: list[dict] = []
+
+    def fake_flow(**kwargs: object) -> dict:
+        seen.append(kwargs)
+        raise RuntimeError("stop before running")
+
+    monkeypatch.setattr(fte, "train_and_evaluate", fake_flow)
+    assert fte.main(["--config", str(f), "--set", "training.epochs=2"]) == 1
+    assert fte.main(["--config", str(f), "--profile", "cpu"]) == 1
+    assert [(k["profile"], k["overrides"]) for k in seen] == [
+        ("smoke", {"synthesis": {"seed": 5}, "training": {"epochs": 2}}),
+        ("cpu", {"synthesis": {"seed": 5}}),
+    ]
+    for args, profile in (([], "smoke"), (["--profile", "cpu"], "cpu")):
+        result = runner.invoke(app, ["config", "--config", str(f), *args])
+        assert result.output.strip() == f"config ok: profile {profile}"
+
+
+def test_profile_names_come_from_one_list(capsys: pytest.CaptureFixture[str]) -> None:
+    import flows.train_and_evaluate as fte
+
+    assert ("auto", *PROFILES) == PROFILE_CHOICES
+    schema = fte.train_and_evaluate.parameters.model_dump()["properties"]["profile"]
+    assert tuple(schema["enum"]) == PROFILE_CHOICES  # the Prefect UI's dropdown
+    with pytest.raises(SystemExit) as exc:
+        fte.parse_args(["--profile", "nope"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err and all(name in err for name in PROFILE_CHOICES)
+    result = runner.invoke(app, ["config", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert "[" + "|".join(PROFILE_CHOICES) + "]" in result.output
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    documented = next(line for line in readme.split("\n\n") if line.startswith("Profiles:"))
+    assert all(f"`{name}`" in documented for name in PROFILE_CHOICES)
 
 
 def test_toml_and_json_files(tmp_path: Path) -> None:

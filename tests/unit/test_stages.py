@@ -70,17 +70,21 @@ def test_synthesize_stage_reuses_a_complete_dataset(tmp_path: Path) -> None:
 
 def test_model_root_resolves_to_its_model_subdir(tmp_path: Path) -> None:
     from pipelines.evaluation import resolve_model_path
+    from pipelines.models import model_dir_of
 
     root = tmp_path / "run1"
     (root / "model").mkdir(parents=True)
     (root / "model" / "modules.json").write_text("[]")
     assert resolve_model_path(str(root)) == str((root / "model").resolve())
     assert resolve_model_path("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
-
-
-def test_require_dataset_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="recipe-embed synthesize"):
-        stages.require_dataset(tmp_path)
+    # the one owner, which MLflow logging uses too: a model dir itself is fine, anything else is one line
+    assert model_dir_of(root / "model") == model_dir_of(root) == (root / "model").resolve()
+    (tmp_path / "empty" / "model").mkdir(parents=True)
+    for bad in (tmp_path / "empty", tmp_path / "absent"):
+        with pytest.raises(InputError, match="not a model directory"):
+            model_dir_of(bad)
+    with pytest.raises(InputError, match="not a model directory"):
+        resolve_model_path(str(tmp_path / "empty"))  # a model/ without modules.json is not a hub id
 
 
 def test_dataset_key_tracks_data_config_not_training() -> None:
