@@ -154,8 +154,18 @@ class RegistryConfig(_Frozen):
     champion_alias: str = "champion"
     previous_alias: str = "previous-champion"
     primary_dim: int = 384
-    margin: float = Field(0.0, ge=0, description="Candidate map@100 must beat the champion by more.")
+    margin: float = Field(
+        0.0, ge=0, description="The 95% bootstrap interval of the per-query map@100 gain must lie above this."
+    )
     epsilon: float = Field(0.005, ge=0, description="Largest tolerated map@100 drop at any other dim.")
+    bootstrap_resamples: int = Field(2000, ge=1000, description="Paired bootstrap resamples over eval queries.")
+    bootstrap_seed: int = 0
+    promote_on_tie_with_newer_catalog: bool = Field(
+        True, description="Promote a candidate that is not worse when it was trained on a different catalog."
+    )
+    skip_unchanged: bool = Field(
+        True, description="Skip training when the champion or the last evaluated candidate has the same training key."
+    )
     lock_timeout_s: float = Field(300, gt=0)
 
 
