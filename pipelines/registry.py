@@ -207,7 +207,11 @@ def decide(
         elif not reg.promote_on_tie_with_newer_catalog:
             why += "; ties are not promoted (registry.promote_on_tie_with_newer_catalog is false)"
         elif not newer:
-            why += " on the same catalog"
+            why += (
+                " on the same catalog"
+                if candidate_catalog and candidate_catalog == champion_catalog
+                else " (the catalog digests are unknown)"
+            )
         return _with(base, reason=why)
     if iv.high < 0:
         return _with(base, reason="worse than the champion (the whole interval is below 0)")
