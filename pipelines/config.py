@@ -340,10 +340,12 @@ def format_validation_error(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-# Smoke data (the same dataset key, so the same eval set) with a learning rate too small to learn
-# anything: a deliberately worse candidate, for checking that the champion stays put.
+# Smoke data (the same dataset key, so the same eval set) with a learning rate far too large: two
+# steps wreck the base model. A clearly worse candidate (its bootstrap interval lies below 0), for
+# checking that the champion stays put. (A learning rate near 0 only gives back the base model, which
+# on the small smoke eval is too close to the champion to be told apart honestly.)
 PROFILES["smoke-worse"] = deep_merge(
-    PROFILES["smoke"], {"training": {"max_steps": 1, "learning_rate": 1e-9, "logging_steps": 1}}
+    PROFILES["smoke"], {"training": {"max_steps": 2, "learning_rate": 2e-2, "warmup": 0, "logging_steps": 1}}
 )
 
 
