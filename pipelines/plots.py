@@ -78,8 +78,8 @@ def plot_dim_metrics(
         ax.set_xlabel("embedding dimension")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(PRIMARY if layout[0][1] == PRIMARY else "score")
-    axes[0][0].legend(loc="lower left")
+    axes[0][0].set_ylabel(PRIMARY if all(p[1] == PRIMARY for p in layout) else "score")
+    axes[0][0].legend(loc="best")
     fig.tight_layout()
     target = Path(out)
     with atomic_path(target) as tmp:
