@@ -155,13 +155,18 @@ _BAD_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-. /]")
 
 
 def sanitize(key: str) -> str:
-    """``dim_384_cosine_map@100`` -> ``dim_384_cosine_map_at_100``; other bad characters -> ``_``."""
-    return _BAD_KEY_CHARS.sub("_", key.replace("@", "_at_"))
+    """``dim_384_cosine_map@100`` -> ``dim_384_cosine_map_at_100`` (:func:`pipelines.metrics.mlflow_key`);
+    other characters MLflow rejects -> ``_``."""
+    from pipelines.metrics import mlflow_key
+
+    return _BAD_KEY_CHARS.sub("_", mlflow_key(key))
 
 
 def unsanitize(key: str) -> str:
     """Inverse of :func:`sanitize` for our metric names: ``_at_`` -> ``@``."""
-    return key.replace("_at_", "@")
+    from pipelines.metrics import from_mlflow_key
+
+    return from_mlflow_key(key)
 
 
 def _param_value(value: str) -> str:

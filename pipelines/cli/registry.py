@@ -15,15 +15,14 @@ from pipelines.metrics import Scores
 
 
 def _fmt_metrics(metrics: Mapping[str, float], dims: tuple[int, ...]) -> list[str]:
+    from pipelines.metrics import SIMILARITY, lookup
+
     lines = []
     for d in dims:
-        row = {k.split(f"dim_{d}_", 1)[1]: v for k, v in metrics.items() if k.startswith(f"dim_{d}_")}
-        if not row:
-            continue
-        shown = ", ".join(
-            f"{m}={row[m]:.4f}" for m in ("cosine_map@100", "cosine_ndcg@10", "cosine_mrr@10") if m in row
-        )
-        lines.append(f"  dim {d}: {shown}")
+        values = {m: lookup(metrics, d, m) for m in ("map@100", "ndcg@10", "mrr@10")}
+        shown = ", ".join(f"{SIMILARITY}_{m}={v:.4f}" for m, v in values.items() if v is not None)
+        if shown:
+            lines.append(f"  dim {d}: {shown}")
     return lines
 
 
