@@ -207,26 +207,26 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _text_table(
+    rows: list[dict[str, Any]], first: tuple[str, int, str], second: tuple[str, int, str], note: str = ""
+) -> list[str]:
+    """Fixed-width rows: two key columns (name, width, alignment), then candidate / champion / base."""
+    if not rows:
+        return []
+    (k1, w1, a1), (k2, w2, a2) = first, second
+    label = "slice" if k1 == "group" else k1
+    out = [f"{label:{a1}{w1}}  {k2:{a2}{w2}}  " + "  ".join(f"{c:>9}" for c in COLUMNS) + note]
+    for r in rows:
+        out.append(f"{r[k1]!s:{a1}{w1}}  {r[k2]!s:{a2}{w2}}  " + "  ".join(f"{_fmt(r[c]):>9}" for c in COLUMNS))
+    return [*out, ""]
+
+
 def to_text(report: Mapping[str, Any]) -> str:
     metrics = report.get("metrics", {}) or {}
     dims = report.get("dims", ())
     rows = metric_rows(metrics, dims)
-    out = []
-    if rows:
-        out.append(f"{'dim':>4}  {'metric':<8}  {'candidate':>9}  {'champion':>9}  {'base':>9}")
-        out += [
-            f"{r['dim']:>4}  {r['metric']:<8}  {_fmt(r['candidate']):>9}  {_fmt(r['champion']):>9}  {_fmt(r['base']):>9}"
-            for r in rows
-        ]
-        out.append("")
-    slices = group_rows(metrics, dims, "slice")
-    if slices:
-        out.append(f"{'slice':<16}  {'dim':>4}  {'candidate':>9}  {'champion':>9}  {'base':>9}   ({PRIMARY})")
-        out += [
-            f"{r['group']:<16}  {r['dim']:>4}  {_fmt(r['candidate']):>9}  {_fmt(r['champion']):>9}  {_fmt(r['base']):>9}"
-            for r in slices
-        ]
-        out.append("")
+    out = _text_table(rows, ("dim", 4, ">"), ("metric", 8, "<"))
+    out += _text_table(group_rows(metrics, dims, "slice"), ("group", 16, "<"), ("dim", 4, ">"), f"   ({PRIMARY})")
     out.append(f"synthesis: {report.get('synthesis')} ({report.get('data_dir')})")
     note = saturation_note(report.get("decision"))
     if note:
