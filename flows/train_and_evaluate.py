@@ -163,6 +163,7 @@ def train_and_evaluate(
         "data_dir": data_dir,
         "synthesis": "cached" if cached else "computed",
         "dims": list(cfg.evaluation.dims),
+        "primary_dim": cfg.registry.primary_dim,
         "skipped": None,
         "decision": None,
         "model_uri": None,
@@ -172,6 +173,7 @@ def train_and_evaluate(
     reason = t.skip_check(cfg)
     if reason:
         logger.info("skipping training: %s", reason)
+        t.mark_skipped(cfg, run_id, reason)
         report["skipped"] = reason
     else:
         model_root = t.train(cfg, data_dir, str(stages.default_model_root(cfg)))

@@ -154,8 +154,18 @@ class RegistryConfig(_Frozen):
     champion_alias: str = "champion"
     previous_alias: str = "previous-champion"
     primary_dim: int = 384
-    margin: float = Field(0.0, ge=0, description="Candidate map@100 must beat the champion by more.")
+    margin: float = Field(
+        0.0, ge=0, description="The 95% bootstrap interval of the per-query map@100 gain must lie above this."
+    )
     epsilon: float = Field(0.005, ge=0, description="Largest tolerated map@100 drop at any other dim.")
+    bootstrap_resamples: int = Field(2000, ge=1000, description="Paired bootstrap resamples over eval queries.")
+    bootstrap_seed: int = 0
+    promote_on_tie_with_newer_catalog: bool = Field(
+        True, description="Promote a candidate that is not worse when it was trained on a different catalog."
+    )
+    skip_unchanged: bool = Field(
+        True, description="Skip training when the champion or the last evaluated candidate has the same training key."
+    )
     lock_timeout_s: float = Field(300, gt=0)
 
 
@@ -341,10 +351,12 @@ def format_validation_error(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-# Smoke data (the same dataset key, so the same eval set) with a learning rate too small to learn
-# anything: a deliberately worse candidate, for checking that the champion stays put.
+# Smoke data (the same dataset key, so the same eval set) with a learning rate far too large: two
+# steps wreck the base model. A clearly worse candidate (its bootstrap interval lies below 0), for
+# checking that the champion stays put. (A learning rate near 0 only gives back the base model, which
+# on the small smoke eval is too close to the champion to be told apart honestly.)
 PROFILES["smoke-worse"] = deep_merge(
-    PROFILES["smoke"], {"training": {"max_steps": 1, "learning_rate": 1e-9, "logging_steps": 1}}
+    PROFILES["smoke"], {"training": {"max_steps": 2, "learning_rate": 2e-2, "warmup": 0, "logging_steps": 1}}
 )
 
 PROFILE_CHOICES: tuple[str, ...] = (AUTO, *PROFILES)

@@ -11,7 +11,6 @@ evaluator's ``ndcg@10``); it is not one of the card's metrics and :func:`evaluat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,25 +22,22 @@ from pipelines.errors import EvaluationError, InputError
 
 if TYPE_CHECKING:
     import torch
-    from rich.table import Table
     from sentence_transformers import SentenceTransformer
 
-ACCURACY_AT_K = (1, 3, 5, 10)
-PRECISION_RECALL_AT_K = (1, 3, 5, 10)
-NDCG_AT_K = (10,)
-MRR_AT_K = (10,)
-MAP_AT_K = (100,)
-MAX_K = max(*ACCURACY_AT_K, *PRECISION_RECALL_AT_K, *NDCG_AT_K, *MRR_AT_K, *MAP_AT_K)
-
-METRIC_NAMES: tuple[str, ...] = (
-    *(f"accuracy@{k}" for k in ACCURACY_AT_K),
-    *(f"precision@{k}" for k in PRECISION_RECALL_AT_K),
-    *(f"recall@{k}" for k in PRECISION_RECALL_AT_K),
-    *(f"ndcg@{k}" for k in NDCG_AT_K),
-    *(f"mrr@{k}" for k in MRR_AT_K),
-    *(f"map@{k}" for k in MAP_AT_K),
+from pipelines.metrics import (
+    ACCURACY_AT_K,
+    GROUP_KINDS,
+    MAP_AT_K,
+    MAX_K,
+    METRIC_NAMES,
+    MRR_AT_K,
+    NDCG_AT_K,
+    PRECISION_RECALL_AT_K,
+    PRIMARY,
+    Scores,
+    metric_key,
+    size_key,
 )
-"""In the library's order (accuracy, precision, recall, ndcg, mrr, map), without the score function."""
 
 _SCORE_CHUNK_ELEMENTS = 1 << 26  # query rows per similarity block: at most 64M scores (256 MB float32)
 
@@ -197,41 +193,53 @@ def _ranked_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     return ranked
 
 
-def _metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float]:
-    """``hits[q, r]``: the rank-``r`` document of query ``q`` is relevant. The library's formulas."""
-    n_queries, depth = hits.shape
+def _per_query_from_hits(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, np.ndarray]:
+    """``hits[q, r]``: the rank-``r`` document of query ``q`` is relevant. Each metric per query, by the
+    library's formulas (the library's number is the mean over queries)."""
+    _n_queries, depth = hits.shape
     h = hits.astype(np.float64)
-    out: dict[str, float] = {}
+    out: dict[str, np.ndarray] = {}
     for k in ACCURACY_AT_K:
-        out[f"accuracy@{k}"] = float(h[:, :k].any(axis=1).sum() / n_queries)
+        out[f"accuracy@{k}"] = np.asarray(h[:, :k].any(axis=1), dtype=np.float64)
     correct = {k: h[:, :k].sum(axis=1) for k in PRECISION_RECALL_AT_K}
     for k in PRECISION_RECALL_AT_K:
-        out[f"precision@{k}"] = float(np.mean(correct[k] / k))
+        out[f"precision@{k}"] = correct[k] / k
     for k in PRECISION_RECALL_AT_K:
-        out[f"recall@{k}"] = float(np.mean(correct[k] / n_relevant))
+        out[f"recall@{k}"] = correct[k] / n_relevant
     discounts = 1.0 / np.log2(np.arange(depth, dtype=np.float64) + 2.0)
     for k in NDCG_AT_K:
         dcg = (h[:, :k] * discounts[:k]).sum(axis=1)
         ideal_discounts = 1.0 / np.log2(np.arange(k, dtype=np.float64) + 2.0)
         idcg = np.cumsum(ideal_discounts)[np.minimum(n_relevant, k) - 1]
-        out[f"ndcg@{k}"] = float(np.mean(dcg / idcg))
+        out[f"ndcg@{k}"] = dcg / idcg
     for k in MRR_AT_K:
         top = h[:, :k]
         first = top.argmax(axis=1)
-        rr = np.where(top.any(axis=1), 1.0 / (first + 1.0), 0.0)
-        out[f"mrr@{k}"] = float(rr.sum() / n_queries)
+        out[f"mrr@{k}"] = np.where(top.any(axis=1), 1.0 / (first + 1.0), 0.0)
     for k in MAP_AT_K:
         top = h[:, :k]
         ranks = np.arange(1, top.shape[1] + 1, dtype=np.float64)
         precisions = np.cumsum(top, axis=1) / ranks * top
-        out[f"map@{k}"] = float(np.mean(precisions.sum(axis=1) / np.minimum(k, n_relevant)))
+        out[f"map@{k}"] = precisions.sum(axis=1) / np.minimum(k, n_relevant)
     return {name: out[name] for name in METRIC_NAMES}
 
 
-def _similarity_scores(model: SentenceTransformer, q: torch.Tensor, c: torch.Tensor, normalized: bool) -> torch.Tensor:
+def _mean(name: str, values: np.ndarray) -> float:
+    # the library sums and divides for accuracy and mrr, and takes np.mean for the others
+    if name.startswith(("accuracy@", "mrr@")):
+        return float(values.sum() / len(values))
+    return float(np.mean(values))
+
+
+def _metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float]:
+    """The library's metrics (means over queries) from a hit matrix."""
+    return {name: _mean(name, v) for name, v in _per_query_from_hits(hits, n_relevant).items()}
+
+
+def _similarity_scores(model: SentenceTransformer, q: torch.Tensor, c: torch.Tensor, plain_dot: bool) -> torch.Tensor:
     import torch
 
-    if normalized:  # the body of util.cos_sim / dot_score after normalize_embeddings
+    if plain_dot:  # the body of util.cos_sim (inputs already normalized) and of util.dot_score
         return torch.mm(q, c.transpose(0, 1))
     return model.similarity(q, c)
 
@@ -253,6 +261,28 @@ def evaluate_ir(
     :class:`EvaluationError`); corpus ids must sort (as strings) in the order the caller wants ties
     broken, as in the library.
     """
+    return score_ir(model, queries, corpus, relevant, dims, batch_size, device=device, progress=progress).metrics
+
+
+def score_ir(
+    model: str | Path | SentenceTransformer,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    relevant: Mapping[str, set[str]],
+    dims: Sequence[int],
+    batch_size: int = 256,
+    *,
+    groups: Mapping[tuple[str, str], np.ndarray] | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> Scores:
+    """:func:`evaluate_ir` plus per-group metrics and the per-query average precision at each dim.
+
+    ``groups``: ``{("slice", "unseen_wording"): bool mask over queries, ...}``. A group's metrics are
+    the same per-query values as the whole eval's (each query still ranks the whole corpus), averaged
+    over the group's queries, under ``slice_unseen_wording_dim_384_cosine_map@100`` and the like, with
+    the group's size under ``slice_unseen_wording_queries``. The queries and corpus are encoded once.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -260,10 +290,17 @@ def evaluate_ir(
     st = _as_model(model, device)
     sim_name = st.similarity_fn_name
     normalize = sim_name == "cosine"
-    renormalizes = sim_name in ("cosine", "dot")
+    plain_dot = sim_name in ("cosine", "dot")
 
     qids = list(queries)
     cids = list(corpus)
+    masks: dict[tuple[str, str], np.ndarray] = {}
+    for (kind, group), mask in (groups or {}).items():
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != (len(qids),):
+            raise EvaluationError(f"group {kind}={group}: mask of shape {m.shape}, expected ({len(qids)},)")
+        if m.any():
+            masks[(kind, group)] = m
     # The library breaks score ties by ascending corpus id (string order): rank columns that way.
     order = sorted(range(len(cids)), key=cids.__getitem__)
     cids = [cids[i] for i in order]
@@ -290,6 +327,8 @@ def evaluate_ir(
     k = min(MAX_K, len(cids))
     rows_per_chunk = max(1, _SCORE_CHUNK_ELEMENTS // max(1, len(cids)))
     results: dict[str, float] = {}
+    grouped: dict[str, float] = {}
+    per_query_ap: dict[int, np.ndarray] = {}
     for d in dims:
         q = q_full[:, :d].contiguous()
         c = c_full[:, :d].contiguous()
@@ -298,7 +337,7 @@ def evaluate_ir(
             c = F.normalize(c, p=2, dim=-1)
         hit_blocks = []
         for start in range(0, len(qids), rows_per_chunk):
-            scores = _similarity_scores(st, q[start : start + rows_per_chunk], c, renormalizes)
+            scores = _similarity_scores(st, q[start : start + rows_per_chunk], c, plain_dot)
             ranked = _ranked_top_k(scores, k)
             block_rel = rel_t[start : start + rows_per_chunk]
             hits = (ranked.unsqueeze(2) == block_rel.unsqueeze(1)).any(dim=2)
@@ -306,9 +345,29 @@ def evaluate_ir(
         hits_np = np.concatenate(hit_blocks, axis=0)
         if hits_np.shape[0] != len(qids):
             raise EvaluationError(f"dim {d}: evaluated {hits_np.shape[0]} queries, expected {len(qids)}")
-        for name, value in _metrics_from_hits(hits_np, n_relevant).items():
-            results[f"dim_{d}_{sim_name}_{name}"] = value
-    return results
+        per_query = _per_query_from_hits(hits_np, n_relevant)
+        for name, values in per_query.items():
+            results[metric_key(d, name, similarity=sim_name)] = _mean(name, values)
+        for (kind, group), mask in masks.items():
+            for name, values in per_query.items():
+                grouped[metric_key(d, name, kind, group, similarity=sim_name)] = _mean(name, values[mask])
+        per_query_ap[d] = per_query[PRIMARY]
+    for kind, group in masks:
+        grouped[size_key(kind, group)] = float(masks[(kind, group)].sum())
+    return Scores({**results, **grouped}, per_query_ap)
+
+
+def eval_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """``{("slice", name): mask, ("intent", name): mask}`` from the optional ``slice`` / ``intent`` columns."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for kind in GROUP_KINDS:
+        if kind not in pairs.columns:
+            continue
+        col = pairs[kind]
+        values = col.dropna().astype(str).unique().tolist()
+        for value in sorted(values):
+            out[(kind, value)] = (col.astype(str) == value).to_numpy() & col.notna().to_numpy()
+    return out
 
 
 def evaluate_pairs(
@@ -323,12 +382,76 @@ def evaluate_pairs(
     """IR metrics per dimension for ``pairs`` (``anchor`` = query, ``positive`` = its document).
 
     Returns ``{"dim_384_cosine_accuracy@1": ..., ..., "dim_64_cosine_map@100": ...}``: the library's
-    keys for each dim in ``dims`` (15 metrics each), in the library's order.
+    keys for each dim in ``dims`` (15 metrics each), in the library's order, then the same per slice
+    and per intent when ``pairs`` has ``slice`` / ``intent`` columns (see :func:`score_pairs`).
     """
+    return score_pairs(model, pairs, dims, batch_size, device=device, progress=progress).metrics
+
+
+def score_pairs(
+    model: str | Path | SentenceTransformer,
+    pairs: pd.DataFrame,
+    dims: Sequence[int],
+    batch_size: int = 256,
+    *,
+    device: str | None = None,
+    progress: bool = False,
+) -> Scores:
+    """:func:`evaluate_pairs` plus per-query average precision (row order of ``pairs``) at each dim."""
     queries, corpus, relevant = build_ir_data(pairs)
     if len(queries) != len(pairs):
         raise EvaluationError(f"built {len(queries)} queries from {len(pairs)} pairs")
-    return evaluate_ir(model, queries, corpus, relevant, dims, batch_size, device=device, progress=progress)
+    return score_ir(
+        model,
+        queries,
+        corpus,
+        relevant,
+        dims,
+        batch_size,
+        groups=eval_groups(pairs),
+        device=device,
+        progress=progress,
+    )
+
+
+# --- per-query scores on disk ---------------------------------------------------------------------
+
+
+def per_query_path(metrics_json: str | Path) -> Path:
+    """Where the per-query scores go beside a metrics file: ``eval_metrics.json`` -> ``eval_metrics.per_query.parquet``."""
+    p = Path(metrics_json)
+    return p.with_name(f"{p.stem}.per_query.parquet")
+
+
+def per_query_frame(scores: Scores, pairs: pd.DataFrame | None = None, prefix: str = "") -> pd.DataFrame:
+    """One row per eval query: ``<prefix>ap_dim_<d>`` per dim, plus ``slice`` / ``intent`` when ``pairs`` has them."""
+    data: dict[str, Any] = {}
+    if pairs is not None:
+        for kind in GROUP_KINDS:
+            if kind in pairs.columns:
+                data[kind] = pairs[kind].astype("string").to_numpy()
+    for d, ap in scores.per_query_ap.items():
+        data[f"{prefix}ap_dim_{d}"] = np.asarray(ap, dtype=np.float64)
+    return pd.DataFrame(data)
+
+
+def write_per_query(scores: Scores, path: str | Path, pairs: pd.DataFrame | None = None) -> Path:
+    from pipelines.io import atomic_path
+
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        per_query_frame(scores, pairs).to_parquet(tmp, index=False)
+    return target
+
+
+def read_per_query(path: str | Path) -> dict[int, np.ndarray]:
+    """``{dim: average precision per query}`` from :func:`write_per_query`'s file."""
+    frame = pd.read_parquet(path)
+    return {
+        int(col[len("ap_dim_") :]): frame[col].to_numpy(dtype=np.float64)
+        for col in frame.columns
+        if col.startswith("ap_dim_")
+    }
 
 
 # --- the library's path (reference for tests and bench) -----------------------------------------
@@ -375,39 +498,3 @@ def build_reference_evaluator(pairs: pd.DataFrame, dims: Sequence[int], batch_si
             for d in dims
         ]
     )
-
-
-# --- presentation -------------------------------------------------------------------------------
-
-
-def metric_key(dim: int, metric: str, score_function: str = "cosine") -> str:
-    """``metric_key(384, "map@100")`` -> ``"dim_384_cosine_map@100"``."""
-    return f"dim_{dim}_{score_function}_{metric}"
-
-
-def metrics_table(results: Mapping[str, Mapping[str, float]], dims: Sequence[int]) -> Table:
-    """Rows = the card's metrics; columns = each dim, each model (``{"base": {...}, "fine-tuned": {...}}``)."""
-    from rich.table import Table
-
-    table = Table(title="Information retrieval per dimension", show_lines=False)
-    table.add_column("metric", style="bold")
-    names = list(results)
-    for d in dims:
-        for name in names:
-            table.add_column(f"{d}\n{name}" if len(names) > 1 else f"dim {d}", justify="right")
-    for metric in METRIC_NAMES:
-        row = [f"cosine_{metric}"]
-        for d in dims:
-            for name in names:
-                value = _find_metric(results[name], d, metric)
-                row.append("-" if value is None or math.isnan(value) else f"{value:.4f}")
-        table.add_row(*row)
-    return table
-
-
-def _find_metric(metrics: Mapping[str, float], dim: int, metric: str) -> float | None:
-    prefix, suffix = f"dim_{dim}_", f"_{metric}"
-    for key, value in metrics.items():
-        if key.startswith(prefix) and key.endswith(suffix):
-            return float(value)
-    return None

@@ -12,17 +12,14 @@ import platform
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pipelines.metrics import LOAD_LINE, METRIC_NAMES, PRIMARY, SIMILARITY, groups_in, lookup, metric_key, size_key
+
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
 
-METRIC_ORDER = tuple(
-    [f"cosine_accuracy@{k}" for k in (1, 3, 5, 10)]
-    + [f"cosine_precision@{k}" for k in (1, 3, 5, 10)]
-    + [f"cosine_recall@{k}" for k in (1, 3, 5, 10)]
-    + ["cosine_ndcg@10", "cosine_mrr@10", "cosine_map@100"]
-)
-PRIMARY_METRIC = "cosine_map@100"
-LOAD_LINE = 'mlflow.sentence_transformers.load_model("models:/{name}@{alias}")'
+METRIC_ORDER = tuple(f"{SIMILARITY}_{m}" for m in METRIC_NAMES)
+"""The reference card's row order (the library's metric order, with the score function)."""
+PRIMARY_ROW = f"{SIMILARITY}_{PRIMARY}"
 
 
 def fmt(value: Any) -> str:
@@ -46,7 +43,7 @@ def metric_names(metrics: Mapping[str, float], dim: int) -> list[str]:
     return known + sorted(m for m in present if m not in METRIC_ORDER)
 
 
-def metrics_table(
+def markdown_metrics_table(
     dim: int,
     columns: Mapping[str, Mapping[str, float] | None],
 ) -> str:
@@ -61,11 +58,55 @@ def metrics_table(
     rows = [header, sep]
     for n in names:
         cells = [fmt(m.get(f"dim_{dim}_{n}")) for m in cols.values()]
-        if n == PRIMARY_METRIC:
+        if n == PRIMARY_ROW:
             rows.append(f"| **{n}** | " + " | ".join(f"**{c}**" for c in cells) + " |")
         else:
             rows.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _decision_lines(decision: Mapping[str, Any] | None) -> list[str]:
+    from pipelines.report import format_decision, interval_text, saturation_note
+
+    if not decision:
+        return []
+    out = ["### Promotion decision", "", f"**{format_decision(decision)}**", ""]
+    interval = interval_text(decision)
+    if interval:
+        against = decision.get("scored_against") or decision.get("champion_version")
+        out += [
+            f"Paired bootstrap over eval queries of the per-query average precision, candidate minus champion "
+            f"version {against}: {interval} (mean, 95% interval).",
+            "",
+        ]
+    note = saturation_note(decision)
+    if note:
+        out += [f"> **Warning:** {note}.", ""]
+    return out
+
+
+def _group_lines(dims: Sequence[int], primary: int, columns: Mapping[str, Mapping[str, float] | None]) -> list[str]:
+    """``map@100`` per eval slice (each dim) and per intent (the primary dim), when the eval has them."""
+    cols = {name: m for name, m in columns.items() if m}
+    out: list[str] = []
+    for kind, shown_dims in (("slice", list(dims)), ("intent", [primary])):
+        groups: list[str] = []
+        for m in cols.values():
+            groups += [g for g in groups_in(m, kind) if g not in groups]
+        if not groups:
+            continue
+        title = "### By eval slice" if kind == "slice" else f"### By intent (dim {primary})"
+        out += [title, "", f"`{PRIMARY_ROW}`; each query still searches the whole eval corpus.", ""]
+        header = f"| {kind} | queries | " + " | ".join(
+            f"{name} @{d}" if len(shown_dims) > 1 else name for d in shown_dims for name in cols
+        )
+        out += [header + " |", "|:--|--:|" + "--:|" * (len(shown_dims) * len(cols))]
+        for g in groups:
+            size = next((m.get(size_key(kind, g)) for m in cols.values() if m.get(size_key(kind, g)) is not None), None)
+            cells = [fmt(lookup(m, d, PRIMARY, kind, g)) for d in shown_dims for m in cols.values()]
+            out.append(f"| {g} | {'-' if size is None else int(size)} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
 
 
 def _counts_lines(manifest: Mapping[str, Any]) -> list[str]:
@@ -121,14 +162,15 @@ def render_model_card(
     champion: Mapping[str, float] | None,
     manifest: Mapping[str, Any],
     train_result: Mapping[str, Any],
+    decision: Mapping[str, Any] | None = None,
 ) -> str:
-    """The card as Markdown."""
+    """The card as Markdown (``decision``: :meth:`pipelines.registry.Decision.to_dict`, when there was one)."""
     t = cfg.training
     dims = list(cfg.evaluation.dims)
     name = cfg.registry.model_name
     base_model = cfg.model.base_model
     primary = cfg.registry.primary_dim
-    key = f"dim_{primary}_{PRIMARY_METRIC}"
+    key = metric_key(primary)
     out: list[str] = [
         f"# {name}: SentenceTransformer fine-tuned from {base_model}",
         "",
@@ -158,13 +200,13 @@ def render_model_card(
         "## Evaluation",
         "### Baseline vs fine-tuned",
         "",
-        f"`{PRIMARY_METRIC}` per dimension on the held-out eval set:",
+        f"`{PRIMARY_ROW}` per dimension on the held-out eval set:",
         "",
         "| Dimension | base | fine-tuned | Δ | champion |",
         "|:---------:|:----:|:----------:|:-:|:--------:|",
     ]
     for d in dims:
-        k = f"dim_{d}_{PRIMARY_METRIC}"
+        k = metric_key(d)
         cand = candidate.get(k)
         b = base.get(k) if base else None
         delta = float(cand) - float(b) if cand is not None and b is not None else None
@@ -175,6 +217,8 @@ def render_model_card(
     if candidate.get(key) is not None:
         out.append(f"Primary metric: `{key}` = **{fmt(candidate.get(key))}**.")
         out.append("")
+    out += _decision_lines(decision)
+    out += _group_lines(dims, primary, {"base": base, "fine-tuned": candidate, "champion": champion})
     out.append("### Metrics")
     for d in dims:
         out += [
@@ -182,7 +226,7 @@ def render_model_card(
             f"* Dataset: `dim_{d}`",
             "* Evaluated with `pipelines.evaluation.evaluate_pairs` (equivalent to `InformationRetrievalEvaluator`)",
             "",
-            metrics_table(d, {"base": base, "fine-tuned": candidate, "champion": champion}),
+            markdown_metrics_table(d, {"base": base, "fine-tuned": candidate, "champion": champion}),
             "",
         ]
     out += ["## Training Details", "### Training Dataset"]

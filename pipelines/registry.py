@@ -2,9 +2,17 @@
 
 Each candidate becomes a version of ``cfg.registry.model_name``. The incumbent is the version under
 the ``champion`` alias, always read with ``get_model_version_by_alias`` (search results may carry
-empty aliases). Under a lock, the incumbent is re-read and re-evaluated on the candidate's eval set
-(through an injected ``evaluate`` callable), :func:`decide` applies the rule, and on promotion the
-aliases move: ``champion`` -> candidate, ``previous-champion`` -> old champion.
+empty aliases). The champion is re-scored on the candidate's eval set (through an injected
+``evaluate`` callable) and :func:`decide` applies the rule: a seeded paired bootstrap over queries of
+the per-query average precision at the primary dim. On promotion the aliases move: ``champion`` ->
+candidate, ``previous-champion`` -> old champion; the decision tags are written first.
+
+Races. The champion is scored before the lock (the slow part) and the candidate remembers which
+version that was. Inside the lock the champion is read again: when it is still that version the rule
+decides; when a racing promotion moved it meanwhile, the candidate must still pass the rule against
+the version it was scored against AND beat the new champion by point estimate on the same eval set
+(re-scored as needed). So when two candidates both beat the old champion, the better of the two ends
+as champion whichever takes the lock first (an exact tie keeps the one that came first).
 """
 
 from __future__ import annotations
@@ -12,14 +20,20 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipelines import tracking
+from pipelines.bootstrap import paired_bootstrap
 from pipelines.errors import InputError, TrackingError
+from pipelines.metrics import LOAD_LINE, PRIMARY, Scores, is_saturated, metric_key
+from pipelines.report import format_decision
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -27,21 +41,30 @@ if TYPE_CHECKING:
 
     from pipelines.config import PipelineConfig, RegistryConfig
 
-PRIMARY_METRIC = "cosine_map@100"
 RUN_ID_TAG = "recipe_embed.run_id"
-LOAD_LINE = 'mlflow.sentence_transformers.load_model("models:/{name}@{alias}")'
+CATALOG_DIGEST_TAG = "recipe_embed.catalog_digest"
+SATURATED_TAG = "eval_saturated"
 
-Evaluate = Callable[[str], Mapping[str, float]]
+Evaluate = Callable[[str], "Scores | Mapping[str, float]"]
 LockFactory = Callable[[], AbstractContextManager[Any]]
 
-
-def map_key(dim: int, metric: str = PRIMARY_METRIC) -> str:
-    return f"dim_{dim}_{metric}"
+MODEL_DESCRIPTION = (
+    "Recipe-search sentence embedder (recipe-embed): questions about recipes, ingredients, diets and times "
+    "-> the catalog's answers. Fine-tuned with MatryoshkaLoss(MultipleNegativesRankingLoss); embeddings can be "
+    "truncated to {dims} dimensions. The version under the alias '{alias}' is the one to serve: {load}. "
+    "Each version's description is its promotion decision."
+)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of one comparison. ``deltas``: candidate minus champion map@100 per dim."""
+    """The outcome of one comparison.
+
+    ``deltas``: candidate minus champion map@100 per dim (point estimates). ``delta`` / ``ci_low`` /
+    ``ci_high``: the mean per-query average-precision difference at ``primary_dim`` and its 95% paired
+    bootstrap interval, against ``scored_against`` (the champion the candidate was first scored against;
+    it differs from ``champion_version`` only when a racing promotion moved the alias meanwhile).
+    """
 
     promote: bool
     reason: str
@@ -49,6 +72,13 @@ class Decision:
     candidate_version: str | None = None
     champion_version: str | None = None
     """The incumbent the candidate was compared with (None: there was none)."""
+    delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    primary_dim: int | None = None
+    champion_primary: float | None = None
+    saturated: bool = False
+    scored_against: str | None = None
 
     @property
     def label(self) -> str:
@@ -58,7 +88,14 @@ class Decision:
         d = asdict(self)
         d["decision"] = self.label
         d["deltas"] = {str(k): _json_float(v) for k, v in self.deltas.items()}
+        for k in ("delta", "ci_low", "ci_high", "champion_primary"):
+            if d[k] is not None:
+                d[k] = _json_float(d[k])
         return d
+
+    def line(self) -> str:
+        """``PROMOTED (version 7 over 6): map@100 at 384 +0.0123 [0.0081, 0.0170]: ...``."""
+        return format_decision(self.to_dict())
 
 
 def _json_float(v: float) -> float | str:
@@ -72,50 +109,113 @@ def _finite(v: Any) -> bool:
         return False
 
 
+def as_scores(value: Scores | Mapping[str, float] | None) -> Scores | None:
+    """A metrics dict becomes :class:`Scores` without per-query values (it cannot be compared)."""
+    if value is None or isinstance(value, Scores):
+        return value
+    return Scores({k: float(v) for k, v in value.items()})
+
+
+def _with(d: Decision, **changes: Any) -> Decision:
+    return Decision(**{**asdict(d), **changes})
+
+
 def decide(
-    candidate: Mapping[str, float],
-    champion: Mapping[str, float] | None,
+    candidate: Scores | Mapping[str, float],
+    champion: Scores | Mapping[str, float] | None,
     reg: RegistryConfig,
     dims: Sequence[int],
+    *,
+    candidate_catalog: str | None = None,
+    champion_catalog: str | None = None,
 ) -> Decision:
-    """Pure rule: every candidate metric finite AND (no champion OR (candidate map@100 at the primary
-    dim > champion + margin, strictly, AND no other dim's map@100 below the champion's by more than
-    epsilon)).
+    """Pure rule, on the same eval set:
+
+    - a candidate with a missing or non-finite metric is never promoted;
+    - no champion: promote;
+    - paired bootstrap (``reg.bootstrap_resamples``, seed ``reg.bootstrap_seed``) over queries of the
+      candidate's minus the champion's average precision at ``reg.primary_dim``: promote when the 95%
+      interval's lower bound is above ``reg.margin`` and no other dim's map@100 drops by more than
+      ``reg.epsilon``;
+    - tie: promote ("not worse, newer catalog") when ``reg.promote_on_tie_with_newer_catalog``, the
+      interval contains 0, the catalogs' digests differ and no dim drops by more than ``reg.epsilon``.
     """
-    if not candidate:
-        return Decision(False, "candidate has no metrics")
-    bad = sorted(k for k, v in candidate.items() if not _finite(v))
+    cand = as_scores(candidate)
+    champ = as_scores(champion)
+    assert cand is not None
+    pd_ = reg.primary_dim
+    if not cand.metrics:
+        return Decision(False, "candidate has no metrics", primary_dim=pd_)
+    bad = sorted(k for k, v in cand.metrics.items() if not _finite(v))
     if bad:
-        shown = ", ".join(f"{k}={candidate[k]}" for k in bad[:3]) + (" ..." if len(bad) > 3 else "")
-        return Decision(False, f"candidate has {len(bad)} non-finite metric(s): {shown}")
-    missing = [map_key(d) for d in dims if map_key(d) not in candidate]
-    if reg.primary_dim not in dims:
-        missing.insert(0, map_key(reg.primary_dim))
+        shown = ", ".join(f"{k}={cand.metrics[k]}" for k in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        return Decision(False, f"candidate has {len(bad)} non-finite metric(s): {shown}", primary_dim=pd_)
+    missing = [metric_key(d) for d in dims if metric_key(d) not in cand.metrics]
+    if pd_ not in dims:
+        missing.insert(0, metric_key(pd_))
     if missing:
-        return Decision(False, f"candidate metrics lack {', '.join(missing)}")
-    if champion is None:
-        return Decision(True, "no champion yet")
-    deltas = {d: float(candidate[map_key(d)]) - float(champion[map_key(d)]) for d in dims if map_key(d) in champion}
-    pk = map_key(reg.primary_dim)
-    if pk not in champion:
-        return Decision(False, f"champion metrics lack {pk}; cannot compare", deltas)
-    cand, champ = float(candidate[pk]), float(champion[pk])
-    if not cand > champ + reg.margin:
-        return Decision(
-            False,
-            f"dim {reg.primary_dim} map@100 {cand:.4f} does not beat the champion's {champ:.4f}"
-            + (f" by more than the margin {reg.margin:g}" if reg.margin else ""),
-            deltas,
-        )
-    worse = [d for d, delta in deltas.items() if d != reg.primary_dim and not delta >= -reg.epsilon]
-    if worse:
-        detail = ", ".join(f"dim {d} {deltas[d]:+.4f}" for d in worse)
-        return Decision(False, f"map@100 drops by more than epsilon {reg.epsilon:g} at {detail}", deltas)
-    return Decision(
-        True,
-        f"dim {reg.primary_dim} map@100 {cand:.4f} beats the champion's {champ:.4f} ({cand - champ:+.4f})",
+        return Decision(False, f"candidate metrics lack {', '.join(missing)}", primary_dim=pd_)
+    if champ is None:
+        return Decision(True, "no champion yet", primary_dim=pd_)
+    deltas = {
+        d: float(cand.metrics[metric_key(d)]) - float(champ.metrics[metric_key(d)])
+        for d in dims
+        if metric_key(d) in champ.metrics
+    }
+    pk = metric_key(pd_)
+    if pk not in champ.metrics:
+        return Decision(False, f"champion metrics lack {pk}; cannot compare", deltas, primary_dim=pd_)
+    champ_primary = float(champ.metrics[pk])
+    base = Decision(
+        False,
+        "",
         deltas,
+        primary_dim=pd_,
+        champion_primary=champ_primary,
+        saturated=is_saturated(champ_primary),
     )
+    cand_ap, champ_ap = cand.ap(pd_), champ.ap(pd_)
+    if cand_ap is None or champ_ap is None:
+        who = "candidate" if cand_ap is None else "champion"
+        return _with(base, reason=f"the {who} has no per-query scores at dim {pd_}; cannot compare")
+    if len(cand_ap) != len(champ_ap):
+        return _with(
+            base, reason=f"scored on different eval sets ({len(cand_ap)} vs {len(champ_ap)} queries); cannot compare"
+        )
+    iv = paired_bootstrap(cand_ap, champ_ap, reg.bootstrap_resamples, reg.bootstrap_seed)
+    base = _with(base, delta=iv.delta, ci_low=iv.low, ci_high=iv.high)
+    if not iv.finite:
+        return _with(base, reason="non-finite per-query scores; never promoted")
+    others_worse = [d for d, delta in deltas.items() if d != pd_ and not delta >= -reg.epsilon]
+    any_worse = [d for d, delta in deltas.items() if not delta >= -reg.epsilon]
+    drop = ", ".join(f"dim {d} {deltas[d]:+.4f}" for d in (others_worse or any_worse))
+    if iv.low > reg.margin:
+        if others_worse:
+            return _with(
+                base, reason=f"better at dim {pd_}, but map@100 drops by more than epsilon {reg.epsilon:g} at {drop}"
+            )
+        return _with(
+            base, promote=True, reason=f"better than the champion (lower bound above the margin {reg.margin:g})"
+        )
+    newer = bool(candidate_catalog) and bool(champion_catalog) and candidate_catalog != champion_catalog
+    if iv.contains(0.0):
+        if reg.promote_on_tie_with_newer_catalog and newer and not any_worse:
+            return _with(base, promote=True, reason="not worse, newer catalog")
+        why = "a tie (the interval contains 0)"
+        if any_worse:
+            why += f", and map@100 drops by more than epsilon {reg.epsilon:g} at {drop}"
+        elif not reg.promote_on_tie_with_newer_catalog:
+            why += "; ties are not promoted (registry.promote_on_tie_with_newer_catalog is false)"
+        elif not newer:
+            why += (
+                " on the same catalog"
+                if candidate_catalog and candidate_catalog == champion_catalog
+                else " (the catalog digests are unknown)"
+            )
+        return _with(base, reason=why)
+    if iv.high < 0:
+        return _with(base, reason="worse than the champion (the whole interval is below 0)")
+    return _with(base, reason=f"not better by more than the margin {reg.margin:g} (lower bound {iv.low:.4f})")
 
 
 # --- registry access ---------------------------------------------------------------------------------
@@ -163,7 +263,25 @@ def register_version(cfg: PipelineConfig, run_id: str, model_uri: str) -> ModelV
     if existing is not None:
         return existing
     mv = mlflow.register_model(model_uri, name, tags={RUN_ID_TAG: run_id})
+    describe_model(cfg, c)
     return c.get_model_version(name, str(mv.version))
+
+
+def model_description(cfg: PipelineConfig) -> str:
+    reg = cfg.registry
+    return MODEL_DESCRIPTION.format(
+        dims=", ".join(map(str, cfg.evaluation.dims)),
+        alias=reg.champion_alias,
+        load=LOAD_LINE.format(name=reg.model_name, alias=reg.champion_alias),
+    )
+
+
+def describe_model(cfg: PipelineConfig, c: MlflowClient) -> None:
+    """Give the registered model its description (what it is, how to load the champion) when it differs."""
+    name = cfg.registry.model_name
+    text = model_description(cfg)
+    if (c.get_registered_model(name).description or "") != text:
+        c.update_registered_model(name, description=text)
 
 
 def default_lock(cfg: PipelineConfig) -> AbstractContextManager[Any]:
@@ -175,30 +293,53 @@ def default_lock(cfg: PipelineConfig) -> AbstractContextManager[Any]:
 
 
 def _decision_tags(decision: Decision) -> dict[str, str]:
-    return {
+    data = decision.to_dict()
+    tags = {
         "decision": decision.label,
         "decision_reason": decision.reason[:4900],
-        "decision_deltas": json.dumps(decision.to_dict()["deltas"]),
+        "decision_line": decision.line()[:4900],
+        "decision_deltas": json.dumps(data["deltas"]),
         "decision_champion_version": decision.champion_version or "",
         "decision_candidate_version": decision.candidate_version or "",
+        "decision_scored_against": decision.scored_against or "",
+        SATURATED_TAG: "true" if decision.saturated else "false",
     }
+    if decision.delta is not None:
+        tags["decision_delta"] = f"{decision.delta:+.6f}"
+        tags["decision_ci_low"] = f"{decision.ci_low:.6f}" if decision.ci_low is not None else ""
+        tags["decision_ci_high"] = f"{decision.ci_high:.6f}" if decision.ci_high is not None else ""
+    return tags
+
+
+def _run_tag(c: MlflowClient, run_id: str | None, key: str) -> str | None:
+    if not run_id:
+        return None
+    try:
+        return c.get_run(run_id).data.tags.get(key)
+    except Exception:  # a deleted or foreign run: no tag to compare
+        return None
+
+
+def _version_run_id(mv: ModelVersion) -> str | None:
+    return (mv.tags or {}).get(RUN_ID_TAG) or mv.run_id
 
 
 def promote(
     cfg: PipelineConfig,
     run_id: str,
     model_uri: str,
-    candidate_metrics: Mapping[str, float],
+    candidate: Scores | Mapping[str, float],
     evaluate: Evaluate,
     lock: LockFactory | None = None,
 ) -> Decision:
-    """Register the candidate, then under the lock compare it with the freshly re-evaluated champion.
+    """Register the candidate and decide, under the lock, against the champion re-scored on the
+    candidate's eval set.
 
-    ``evaluate("models:/<name>/<version>")`` must return the champion's metrics on the candidate's
-    eval set (same keys as ``candidate_metrics``). Promotion moves ``champion`` to the candidate and
-    ``previous-champion`` to the old one; a rejection tags the version with the reason. Either way
-    the decision, reason and deltas become tags on the run and the version, and the champion's
-    metrics are logged on the run as ``champion_*``.
+    ``evaluate(uri)`` returns a model's :class:`Scores` on the candidate's eval set, for
+    ``models:/<name>/<version>`` (the champion) and, when ``candidate`` carries no per-query scores,
+    for ``model_uri`` itself. The decision tags go on the run and the version (and the version's
+    description is its decision line) before any alias moves; the champion's metrics are logged on the
+    run as ``champion_*`` and the paired per-query scores as ``decision/per_query_ap.parquet``.
     """
     if not run_id:
         raise InputError("promote: a run id is required")
@@ -209,30 +350,79 @@ def promote(
     name = reg.model_name
     dims = tuple(cfg.evaluation.dims)
     c = tracking.client(cfg)
+    cand = as_scores(candidate)
+    assert cand is not None
+    scored: dict[str, Scores] = {}
+
+    def score(version: str) -> Scores:
+        if version not in scored:
+            got = as_scores(evaluate(f"models:/{name}/{version}"))
+            assert got is not None
+            scored[version] = got
+        return scored[version]
+
+    def full_candidate() -> Scores:
+        nonlocal cand
+        assert cand is not None
+        if cand.ap(reg.primary_dim) is None:
+            again = as_scores(evaluate(model_uri))
+            if again is not None and again.per_query_ap:
+                cand = Scores(cand.metrics, again.per_query_ap)
+        return cand
+
+    def catalog_of(mv: ModelVersion | None) -> str | None:
+        return _run_tag(c, _version_run_id(mv), CATALOG_DIGEST_TAG) if mv is not None else None
+
+    # Score the champion before taking the lock (the slow part); remember which version it was.
+    first = get_alias(c, name, reg.champion_alias)
+    if first is not None and _version_run_id(first) == run_id:
+        first = None  # the candidate itself (a rerun after a crash)
+    if first is not None and decide(cand, None, reg, dims).promote:
+        score(str(first.version))
+        full_candidate()
+
     with lock() if lock is not None else default_lock(cfg):
         version = register_version(cfg, run_id, model_uri)
         v = str(version.version)
         incumbent = get_alias(c, name, reg.champion_alias)
         if incumbent is not None and str(incumbent.version) == v:
-            return Decision(True, f"version {v} is already the champion", {}, v, v)
-        champion_metrics: dict[str, float] | None = None
-        if incumbent is not None:
-            champion_metrics = {k: float(val) for k, val in evaluate(f"models:/{name}/{incumbent.version}").items()}
-        d = decide(candidate_metrics, champion_metrics, reg, dims)
-        decision = Decision(d.promote, d.reason, d.deltas, v, str(incumbent.version) if incumbent is not None else None)
+            return Decision(True, f"version {v} is already the champion", {}, v, v, primary_dim=reg.primary_dim)
+        mine = _run_tag(c, run_id, CATALOG_DIGEST_TAG)
+        baseline = str(first.version) if first is not None else None
+        current = str(incumbent.version) if incumbent is not None else None
+        against: Scores | None = None
+        if current is None:
+            d = decide(cand, None, reg, dims)
+        elif current == baseline:
+            against = score(current)
+            d = decide(full_candidate(), against, reg, dims, candidate_catalog=mine, champion_catalog=catalog_of(first))
+        else:
+            # A racing promotion moved the champion since this candidate was scored.
+            assert current is not None
+            d = _decide_after_race(
+                cfg, cand, baseline, current, score, full_candidate, mine, catalog_of(first), catalog_of(incumbent)
+            )
+            against = scored.get(current) or (scored.get(baseline) if baseline is not None else None)
+        decision = _with(d, candidate_version=v, champion_version=current, scored_against=baseline or current)
+        if against is not None and decision.champion_primary is None:
+            cp = against.metrics.get(metric_key(reg.primary_dim))
+            if cp is not None:
+                decision = _with(decision, champion_primary=float(cp), saturated=is_saturated(float(cp)))
         try:
+            tags = _decision_tags(decision)
+            if not decision.promote:
+                c.set_model_version_tag(name, v, "rejection_reason", decision.reason[:4900])
+            for k, val in tags.items():
+                c.set_model_version_tag(name, v, k, val)
+            c.update_model_version(name, v, description=decision.line()[:4900])
+            tracking.set_tags(run_id, {**tags, "registered_version": v})
+            if against is not None:
+                tracking.log_metrics(run_id, against.metrics, prefix="champion_")
+                _log_per_query(run_id, cand, against)
             if decision.promote:
                 if incumbent is not None:
                     c.set_registered_model_alias(name, reg.previous_alias, str(incumbent.version))
                 c.set_registered_model_alias(name, reg.champion_alias, v)
-            else:
-                c.set_model_version_tag(name, v, "rejection_reason", decision.reason[:4900])
-            tags = _decision_tags(decision)
-            for k, val in tags.items():
-                c.set_model_version_tag(name, v, k, val)
-            tracking.set_tags(run_id, {**tags, "registered_version": v})
-            if champion_metrics:
-                tracking.log_metrics(run_id, champion_metrics, prefix="champion_")
         except Exception as exc:
             from mlflow.exceptions import MlflowException
 
@@ -240,6 +430,79 @@ def promote(
                 raise TrackingError(f"promotion of {name} version {v} failed: {exc.message}") from exc
             raise
     return decision
+
+
+def _decide_after_race(
+    cfg: PipelineConfig,
+    cand: Scores,
+    baseline: str | None,
+    current: str,
+    score: Callable[[str], Scores],
+    full_candidate: Callable[[], Scores],
+    cand_catalog: str | None,
+    baseline_catalog: str | None,
+    current_catalog: str | None,
+) -> Decision:
+    """The champion is ``current`` now, not ``baseline`` (None: there was none) as when the candidate
+    was scored: pass the rule against ``baseline``, then beat ``current`` by point estimate."""
+    reg = cfg.registry
+    dims = tuple(cfg.evaluation.dims)
+    if baseline is None:
+        first = decide(cand, None, reg, dims)
+    else:
+        first = decide(
+            full_candidate(),
+            score(baseline),
+            reg,
+            dims,
+            candidate_catalog=cand_catalog,
+            champion_catalog=baseline_catalog,
+        )
+    if not first.promote:
+        return _with(first, reason=f"{first.reason} (against version {baseline})")
+    now = score(current)
+    pk = metric_key(reg.primary_dim)
+    mine, theirs = float(cand.metrics[pk]), float(now.metrics.get(pk, math.nan))
+    deltas = {
+        d: float(cand.metrics[metric_key(d)]) - float(now.metrics[metric_key(d)])
+        for d in dims
+        if metric_key(d) in now.metrics
+    }
+    was = f"version {baseline}" if baseline is not None else "no champion"
+    if mine > theirs:
+        return _with(
+            first,
+            deltas=deltas,
+            reason=(
+                f"{first.reason} (against {was}); version {current} was promoted meanwhile and this candidate "
+                f"beats it by point estimate ({PRIMARY} {mine - theirs:+.4f})"
+            ),
+        )
+    return _with(
+        first,
+        promote=False,
+        deltas=deltas,
+        reason=(
+            f"passes against {was}, but version {current}, promoted meanwhile, is at least as good by point "
+            f"estimate ({PRIMARY} {mine - theirs:+.4f})"
+        ),
+    )
+
+
+def _log_per_query(run_id: str, candidate: Scores, champion: Scores) -> None:
+    """The paired per-query average precision (candidate and re-scored champion) as a run artifact."""
+    import pandas as pd
+
+    data: dict[str, Any] = {}
+    for prefix, s in (("candidate", candidate), ("champion", champion)):
+        for d, ap in s.per_query_ap.items():
+            data[f"{prefix}_ap_dim_{d}"] = np.asarray(ap, dtype=np.float64)
+    if not data or len({len(v) for v in data.values()}) != 1:
+        return
+    with tempfile.TemporaryDirectory(prefix="recipe-embed-decision-") as tmp:
+        path = Path(tmp) / "per_query_ap.parquet"
+        pd.DataFrame(data).to_parquet(path, index=False)
+        tracking.client().log_artifact(run_id, str(path), artifact_path="decision")
 
 
 def champion(cfg: PipelineConfig) -> dict[str, Any] | None:

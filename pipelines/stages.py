@@ -7,6 +7,7 @@ never live models, so a stage can run in another process (a Prefect task, a chil
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ from typing import Any
 from pipelines.config import PipelineConfig
 from pipelines.errors import RecipeEmbedError
 from pipelines.io import write_json
+from pipelines.metrics import Scores
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,44 @@ def dataset_key(cfg: PipelineConfig) -> str:
     return _digest(relevant)[:16]
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("recipe-embed")
+    except PackageNotFoundError:
+        import pipelines
+
+        return str(getattr(pipelines, "__version__", "unknown"))
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the checkout this code runs from, or None outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
 def training_key(cfg: PipelineConfig) -> str:
-    """Digest of what decides the trained model: data key + model + training + evaluation config."""
+    """Digest of what decides the trained model: data key + model + training + evaluation config, and
+    the code (package version, plus its git commit when it runs from a checkout)."""
     relevant = {
         "dataset": dataset_key(cfg),
         "model": cfg.model.model_dump(mode="json"),
         "training": cfg.training.model_dump(mode="json"),
         "evaluation": cfg.evaluation.model_dump(mode="json"),
+        "code": {"version": package_version(), "commit": git_commit()},
     }
     return _digest(relevant)[:16]
 
@@ -101,29 +134,64 @@ def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, 
 
 
 def evaluate_stage(cfg: PipelineConfig, model: str, data_dir: str, out_json: str | None = None) -> dict[str, float]:
-    """Evaluate a model (path, model root, hub id, ``bundled:...`` or ``models:/`` URI) on eval.parquet."""
-    from pipelines.evaluation import evaluate_pairs, load_pairs
+    """Evaluate a model (path, model root, hub id, ``bundled:...`` or ``models:/`` URI) on eval.parquet.
+
+    Metrics for the whole eval, per slice and per intent. With ``out_json``, the per-query average
+    precision goes beside it (:func:`pipelines.evaluation.per_query_path`) for the promotion rule.
+    """
+    from pipelines.evaluation import per_query_path, write_per_query
+
+    pairs, scores = _score(cfg, model, data_dir)
+    if out_json:
+        write_json(scores.metrics, out_json)
+        write_per_query(scores, per_query_path(out_json), pairs)
+    return scores.metrics
+
+
+def score_stage(cfg: PipelineConfig, model: str, data_dir: str) -> Scores:
+    """Metrics plus per-query average precision on ``data_dir``'s eval set (what promotion compares)."""
+    return _score(cfg, model, data_dir)[1]
+
+
+def _score(cfg: PipelineConfig, model: str, data_dir: str) -> tuple[Any, Scores]:
+    from pipelines.evaluation import load_pairs, score_pairs
 
     pairs = load_pairs(Path(data_dir) / "eval.parquet")
-    metrics = evaluate_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
-    if out_json:
-        write_json(metrics, out_json)
-    return metrics
+    return pairs, score_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
+
+
+def candidate_scores(candidate: dict[str, float], model_root: str | None) -> Scores:
+    """The candidate's metrics with its per-query scores when ``evaluate_stage`` wrote them under ``model_root``."""
+    from pipelines.evaluation import per_query_path, read_per_query
+
+    if model_root:
+        path = per_query_path(Path(model_root) / "eval_metrics.json")
+        if path.exists():
+            return Scores(dict(candidate), read_per_query(path))
+    return Scores(dict(candidate))
 
 
 # --- tracking and registry ---------------------------------------------------------------------
 
 
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+
+
 def run_tags(cfg: PipelineConfig) -> dict[str, str]:
     from pipelines.catalog import catalog_digest
 
-    return {
+    tags = {
         f"{TAG_PREFIX}profile": cfg.profile,
         f"{TAG_PREFIX}catalog_digest": catalog_digest(cfg.catalog),
         f"{TAG_PREFIX}dataset_key": dataset_key(cfg),
         f"{TAG_PREFIX}training_key": training_key(cfg),
         f"{TAG_PREFIX}base_model": cfg.model.base_model,
+        f"{TAG_PREFIX}package_version": package_version(),
     }
+    commit = git_commit()
+    if commit:
+        tags[GIT_COMMIT_TAG] = commit
+    return tags
 
 
 def start_run_stage(cfg: PipelineConfig, run_name: str | None = None) -> str:
@@ -133,26 +201,77 @@ def start_run_stage(cfg: PipelineConfig, run_name: str | None = None) -> str:
     return tracking.start_run(cfg, run_name=run_name, tags=run_tags(cfg))
 
 
-def should_skip_training(cfg: PipelineConfig) -> str | None:
-    """A reason when the champion came from the same catalog, config and base model, else None."""
-    from mlflow.tracking import MlflowClient
+FORCE_HINT = (
+    "to retrain anyway, set registry.skip_unchanged=false (`--set registry.skip_unchanged=false`, or flow "
+    'overrides {"registry": {"skip_unchanged": false}}), or change the config, e.g. --set training.seed=N'
+)
 
+
+def last_evaluated_run(cfg: PipelineConfig) -> Any | None:
+    """The most recent run of the experiment with a promotion decision (promoted or rejected), or None."""
+    from pipelines import tracking
+
+    c = tracking.client(cfg)
+    exp = c.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return None
+    found: list[Any] = []
+    for label in ("promoted", "rejected"):
+        found += c.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.decision = '{label}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    return max(found, key=lambda r: r.info.start_time) if found else None
+
+
+def should_skip_training(cfg: PipelineConfig) -> str | None:
+    """A reason to skip when the champion or the last evaluated candidate (promoted or rejected) was
+    trained with this training key (catalog, data, model, training and evaluation config, code version
+    and commit) and base model; else None. ``registry.skip_unchanged=false`` turns the skip off."""
     from pipelines import registry, tracking
 
-    tracking.connect(cfg)
-    champ = registry.champion(cfg)
-    if not champ:
+    if not cfg.registry.skip_unchanged:
         return None
-    tags = MlflowClient().get_run(champ["run_id"]).data.tags
+    tracking.connect(cfg)
     mine = run_tags(cfg)
-    keys = ("catalog_digest", "training_key", "base_model")
-    if all(tags.get(f"{TAG_PREFIX}{k}") == mine[f"{TAG_PREFIX}{k}"] for k in keys):
+    keys = [f"{TAG_PREFIX}{k}" for k in ("catalog_digest", "training_key", "base_model")]
+
+    def same(tags: dict[str, str]) -> bool:
+        return all(tags.get(k) == mine[k] for k in keys)
+
+    c = tracking.client(cfg)
+    champ = registry.champion(cfg)
+    if champ and champ.get("run_id"):
+        tags = c.get_run(champ["run_id"]).data.tags
+        if same(tags):
+            return (
+                f"champion v{champ['version']} (run {champ['run_id']}) was trained with the same training key "
+                f"{mine[keys[1]]} (catalog, config, code and base model); {FORCE_HINT}"
+            )
+    last = last_evaluated_run(cfg)
+    if last is not None and same(last.data.tags):
+        tags = last.data.tags
+        version = tags.get("registered_version")
+        what = f"v{version} " if version else ""
         return (
-            f"champion v{champ['version']} (run {champ['run_id']}) was trained on the same catalog "
-            f"digest, config and base model; skipping training (change any of them, e.g. "
-            f"--set training.seed=N, to train a new candidate)"
+            f"the last evaluated candidate {what}(run {last.info.run_id}, {tags.get('decision')}) was trained with "
+            f"the same training key {mine[keys[1]]} (catalog, config, code and base model); {FORCE_HINT}"
         )
     return None
+
+
+SKIPPED = "skipped"
+
+
+def mark_skipped_stage(cfg: PipelineConfig, run_id: str, reason: str) -> None:
+    """Tag a skipped night's run ``decision=skipped`` with the reason (filter it out in the Compare view
+    with ``tags.decision != 'skipped'``)."""
+    from pipelines import tracking
+
+    tracking.connect(cfg)
+    tracking.set_tags(run_id, {"decision": SKIPPED, "decision_reason": reason[:4900]})
 
 
 def log_stage(
@@ -191,11 +310,14 @@ def promote_stage(
 
     tracking.connect(cfg)
 
-    def evaluate(uri: str) -> dict[str, float]:
-        return evaluate_stage(cfg, uri, data_dir)
+    def evaluate(uri: str) -> Scores:
+        return score_stage(cfg, uri, data_dir)
 
-    decision = registry.promote(cfg, run_id, model_uri, candidate, evaluate=evaluate, lock=lock)
+    decision = registry.promote(
+        cfg, run_id, model_uri, candidate_scores(candidate, model_root), evaluate=evaluate, lock=lock
+    )
     out = decision.to_dict()
+    out["line"] = decision.line()
     out["champion_metrics"] = tracking.read_metrics(run_id, prefix="champion_") or None
     train_result: dict[str, Any] = {}
     if model_root:
@@ -210,6 +332,7 @@ def promote_stage(
         champion=out.get("champion_metrics"),
         manifest=read_manifest(Path(data_dir)),
         train_result=train_result,
+        decision=out,
     )
     return out
 
@@ -250,6 +373,7 @@ def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Call
         "run_id": run_id,
         "dims": list(cfg.evaluation.dims),
         "skipped": None,
+        "primary_dim": cfg.registry.primary_dim,
         "tracking_uri": tracking.resolve_tracking_uri(cfg),
     }
     with tracking.run_guard(run_id):

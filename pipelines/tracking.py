@@ -155,13 +155,18 @@ _BAD_KEY_CHARS = re.compile(r"[^0-9A-Za-z_\-. /]")
 
 
 def sanitize(key: str) -> str:
-    """``dim_384_cosine_map@100`` -> ``dim_384_cosine_map_at_100``; other bad characters -> ``_``."""
-    return _BAD_KEY_CHARS.sub("_", key.replace("@", "_at_"))
+    """``dim_384_cosine_map@100`` -> ``dim_384_cosine_map_at_100`` (:func:`pipelines.metrics.mlflow_key`);
+    other characters MLflow rejects -> ``_``."""
+    from pipelines.metrics import mlflow_key
+
+    return _BAD_KEY_CHARS.sub("_", mlflow_key(key))
 
 
 def unsanitize(key: str) -> str:
     """Inverse of :func:`sanitize` for our metric names: ``_at_`` -> ``@``."""
-    return key.replace("_at_", "@")
+    from pipelines.metrics import from_mlflow_key
+
+    return from_mlflow_key(key)
 
 
 def _param_value(value: str) -> str:
@@ -253,7 +258,8 @@ def run_guard(run_id: str, end_on_success: bool = True) -> Iterator[str]:
 # --- logging ----------------------------------------------------------------------------------------
 
 
-def _finite_or_nan(value: Any) -> float | None:
+def _as_float(value: Any) -> float | None:
+    """``value`` as a float (NaN and inf included), or None when it is not a number."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -270,7 +276,7 @@ def log_metrics(run_id: str, metrics: Mapping[str, Any], prefix: str = "", step:
     now = int(time.time() * 1000)
     logged: dict[str, float] = {}
     for key, value in metrics.items():
-        v = _finite_or_nan(value)
+        v = _as_float(value)
         if v is None or isinstance(value, bool):
             continue
         logged[prefix + sanitize(key)] = v
@@ -282,14 +288,16 @@ def log_metrics(run_id: str, metrics: Mapping[str, Any], prefix: str = "", step:
 
 
 def read_metrics(run_id: str, prefix: str = "", c: MlflowClient | None = None) -> dict[str, float]:
-    """The run's latest metrics whose key starts with ``prefix`` + ``dim_``, keys unsanitized, prefix cut.
+    """The run's latest eval metrics under ``prefix`` (``dim_*``, ``slice_*``, ``intent_*``), keys
+    unsanitized, prefix cut.
 
     ``c``: the client to read with (default: one on the process URI set by :func:`connect`).
     """
     data = (c or client()).get_run(run_id).data.metrics
+    starts = tuple(prefix + p for p in ("dim_", "slice_", "intent_"))
     out: dict[str, float] = {}
     for key, value in data.items():
-        if key.startswith(prefix + "dim_"):
+        if key.startswith(starts):
             out[unsanitize(key[len(prefix) :])] = float(value)
     return out
 
@@ -354,7 +362,7 @@ def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
     now = int(time.time() * 1000)
     batch: list[Metric] = []
     for i, row in enumerate(result.get("loss_history") or []):
-        loss = _finite_or_nan(row.get("loss"))
+        loss = _as_float(row.get("loss"))
         if loss is None:
             continue
         step = int(row.get("step", i))
@@ -431,6 +439,7 @@ def log_report(
     champion: Mapping[str, float] | None,
     manifest: Mapping[str, Any] | None,
     train_result: Mapping[str, Any] | None,
+    decision: Mapping[str, Any] | None = None,
 ) -> None:
     """Artifacts: ``report/metrics.png``, ``report/metrics.json`` and ``report/model-card.md``."""
     from pipelines.io import write_json, write_text
@@ -438,7 +447,7 @@ def log_report(
     from pipelines.plots import plot_dim_metrics
 
     dims = tuple(cfg.evaluation.dims)
-    series = {"fine-tuned": dict(candidate)}
+    series = {"candidate": dict(candidate)}
     if base:
         series["base"] = dict(base)
     if champion:
@@ -453,11 +462,12 @@ def log_report(
                 "base": _jsonable(base),
                 "champion": _jsonable(champion),
                 "dims": list(dims),
+                "decision": dict(decision) if decision else None,
             },
             out / "metrics.json",
         )
         write_text(
-            render_model_card(cfg, candidate, base, champion, manifest or {}, train_result or {}),
+            render_model_card(cfg, candidate, base, champion, manifest or {}, train_result or {}, decision),
             out / "model-card.md",
         )
         client().log_artifacts(run_id, str(out), artifact_path="report")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.config import ModelConfig, TrainingConfig
 from pipelines.errors import InputError, TrainingError
 from pipelines.io import read_json_object
+from pipelines.metrics import primary_metric_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,10 +148,6 @@ def resolve_precision(precision: str, device: str) -> str:
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "fp32"
-
-
-def primary_metric_key(dims: Sequence[int], similarity: str = "cosine") -> str:
-    return f"dim_{max(dims)}_{similarity}_map@100"
 
 
 # --- trainer pieces -----------------------------------------------------------------------------

@@ -124,6 +124,17 @@ def skip_check(cfg: PipelineConfig) -> str | None:
     return stages.should_skip_training(cfg)
 
 
+@task(
+    name="mark-skipped",
+    cache_policy=NONE,
+    timeout_seconds=120,
+    retries=MLFLOW_RETRIES,
+    retry_delay_seconds=MLFLOW_RETRY_DELAYS,
+)
+def mark_skipped(cfg: PipelineConfig, run_id: str, reason: str) -> None:
+    stages.mark_skipped_stage(cfg, run_id, reason)
+
+
 @task(name="fine-tune", cache_policy=NONE, retries=0, timeout_seconds=TRAIN_TIMEOUT_S + 60)
 def train(cfg: PipelineConfig, data_dir: str, out_dir: str) -> str:
     return train_in_subprocess(cfg, data_dir, out_dir, timeout_s=TRAIN_TIMEOUT_S, logger=get_run_logger())

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, resolve
 from pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
@@ -23,6 +27,31 @@ def parse_dims(text: str) -> tuple[int, ...]:
     if len(set(dims)) != len(dims):
         raise InputError(f"--dims has a duplicate: {text!r}")
     return dims
+
+
+def rich_metrics_table(results: Mapping[str, Mapping[str, float]], dims: Sequence[int]) -> Table:
+    """The console table of ``evaluate``: rows = the card's metrics; columns = each dim, each model
+    (``{"base": {...}, "fine-tuned": {...}}``)."""
+    import math
+
+    from rich.table import Table
+
+    from pipelines.metrics import METRIC_NAMES, SIMILARITY, lookup
+
+    table = Table(title="Information retrieval per dimension", show_lines=False)
+    table.add_column("metric", style="bold")
+    names = list(results)
+    for d in dims:
+        for name in names:
+            table.add_column(f"{d}\n{name}" if len(names) > 1 else f"dim {d}", justify="right")
+    for metric in METRIC_NAMES:
+        row = [f"{SIMILARITY}_{metric}"]
+        for d in dims:
+            for name in names:
+                value = lookup(results[name], d, metric)
+                row.append("-" if value is None or math.isnan(value) else f"{value:.4f}")
+        table.add_row(*row)
+    return table
 
 
 def register(app: typer.Typer) -> None:
@@ -105,7 +134,7 @@ def register(app: typer.Typer) -> None:
         """The card's IR metrics per dimension (encode once, slice per dim); base vs fine-tuned with --base."""
         from rich.console import Console
 
-        from pipelines.evaluation import evaluate_pairs, is_mlflow_uri, load_pairs, metrics_table, resolve_model_path
+        from pipelines.evaluation import evaluate_pairs, is_mlflow_uri, load_pairs, resolve_model_path
         from pipelines.io import write_json
 
         cfg = resolve(profile, config, set_)
@@ -129,5 +158,5 @@ def register(app: typer.Typer) -> None:
         write_json(metrics, json_out)
         if base_json is not None:
             write_json(results["base"], base_json)
-        Console().print(metrics_table(results, dim_list))
+        Console().print(rich_metrics_table(results, dim_list))
         typer.echo(f"{len(frame)} queries; metrics written to {json_out}")

@@ -11,18 +11,18 @@ import typer
 
 from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, resolve
 from pipelines.errors import InputError
+from pipelines.metrics import Scores
 
 
 def _fmt_metrics(metrics: Mapping[str, float], dims: tuple[int, ...]) -> list[str]:
+    from pipelines.metrics import SIMILARITY, lookup
+
     lines = []
     for d in dims:
-        row = {k.split(f"dim_{d}_", 1)[1]: v for k, v in metrics.items() if k.startswith(f"dim_{d}_")}
-        if not row:
-            continue
-        shown = ", ".join(
-            f"{m}={row[m]:.4f}" for m in ("cosine_map@100", "cosine_ndcg@10", "cosine_mrr@10") if m in row
-        )
-        lines.append(f"  dim {d}: {shown}")
+        values = {m: lookup(metrics, d, m) for m in ("map@100", "ndcg@10", "mrr@10")}
+        shown = ", ".join(f"{SIMILARITY}_{m}={v:.4f}" for m, v in values.items() if v is not None)
+        if shown:
+            lines.append(f"  dim {d}: {shown}")
     return lines
 
 
@@ -36,10 +36,10 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     ) -> None:
-        """Compare a logged candidate with the re-evaluated champion and move the alias if it wins.
+        """Compare a logged candidate with the re-scored champion and move the alias if it wins.
 
-        The candidate's metrics and eval set come from the run (dataset directory tag); the champion
-        is re-evaluated on that same eval set.
+        The candidate's metrics and eval set come from the run (dataset directory tag); the candidate and
+        the champion are scored per query on that same eval set, and a paired bootstrap decides.
         """
         from pipelines import registry, tracking
 
@@ -57,11 +57,11 @@ def register(app: typer.Typer) -> None:
         if not candidate:
             raise InputError(f"run {run_id} has no candidate metrics (dim_* keys)")
 
-        def evaluate(uri: str) -> dict[str, float]:
-            from pipelines.stages import evaluate_stage
+        def evaluate(uri: str) -> Scores:
+            from pipelines.stages import score_stage
 
-            typer.echo(f"re-evaluating {uri} on {Path(data_dir) / 'eval.parquet'}", err=True)
-            return evaluate_stage(cfg, uri, data_dir)
+            typer.echo(f"scoring {uri} on {Path(data_dir) / 'eval.parquet'}", err=True)
+            return score_stage(cfg, uri, data_dir)
 
         decision = registry.promote(cfg, run_id, model_uri, candidate, evaluate)
         if as_json:
@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
             return
         name = cfg.registry.model_name
         typer.echo(f"{name} version {decision.candidate_version}: {decision.label} ({decision.reason})")
+        typer.echo(decision.line())
         for d, delta in decision.deltas.items():
             typer.echo(f"  dim {d} map@100 delta vs champion v{decision.champion_version}: {delta:+.4f}")
 

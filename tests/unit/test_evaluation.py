@@ -16,8 +16,11 @@ from pipelines.evaluation import (
     evaluate_ir,
     evaluate_pairs,
     load_pairs,
-    metrics_table,
+    per_query_path,
+    read_per_query,
     reference_evaluate,
+    score_pairs,
+    write_per_query,
 )
 
 DIMS = (384, 256, 128, 64)
@@ -33,6 +36,8 @@ def model(bundled_model_path: str):  # type: ignore[no-untyped-def]
 
 
 def _assert_same_as_library(ours: dict[str, float], ref: dict[str, float], dims: tuple[int, ...]) -> None:
+    # The whole-eval keys (per-intent / per-slice keys come on top when the pairs have those columns).
+    ours = {k: v for k, v in ours.items() if k.startswith("dim_")}
     # The library's SequentialEvaluator adds one key, a copy of the last evaluator's ndcg@10.
     assert set(ref) - set(ours) == {"sequential_score"}
     assert list(ours) == [k for k in ref if k != "sequential_score"]
@@ -176,10 +181,53 @@ def test_load_pairs_reads_formats_and_rejects_bad_files(tmp_path: Path, recipe_p
 
 
 def test_metrics_table_has_a_column_per_dim_and_model() -> None:
+    from pipelines.cli.model import rich_metrics_table
+
     base = {f"dim_{d}_cosine_{m}": 0.5 for d in (384, 64) for m in evaluation.METRIC_NAMES}
     tuned = {k: 0.75 for k in base}
-    table = metrics_table({"base": base, "fine-tuned": tuned}, (384, 64))
+    table = rich_metrics_table({"base": base, "fine-tuned": tuned}, (384, 64))
     assert len(table.columns) == 1 + 2 * 2
     assert table.row_count == 15
     cells = list(table.columns[2].cells)
     assert cells[0] == "0.7500"
+
+
+def test_per_slice_and_per_intent_metrics_equal_the_whole_eval_restricted_to_the_group(  # type: ignore[no-untyped-def]
+    model, recipe_pairs: pd.DataFrame, tmp_path: Path
+) -> None:
+    pairs = recipe_pairs.copy()
+    pairs["slice"] = ["seen_wording", "unseen_wording", "recipe_card"] * (len(pairs) // 3)
+    dims = (384, 64)
+    scores = score_pairs(model, pairs, dims, batch_size=16)
+    queries, corpus, relevant = build_ir_data(pairs)
+    qids = list(queries)
+    groups = [("slice", s) for s in ("seen_wording", "unseen_wording", "recipe_card")]
+    groups += [("intent", i) for i in ("ingredient_pair", "recipe_ingredients")]
+    for kind, group in groups:
+        rows = [i for i, v in enumerate(pairs[kind]) if v == group]
+        keep = [qids[i] for i in rows]
+        # the same queries, each still searching the whole corpus, evaluated on their own
+        alone = evaluate_ir(model, {q: queries[q] for q in keep}, corpus, {q: relevant[q] for q in keep}, dims, 16)
+        for key, value in alone.items():
+            assert scores.metrics[f"{kind}_{group}_{key}"] == pytest.approx(value, abs=1e-9), (kind, group, key)
+        assert scores.metrics[f"{kind}_{group}_queries"] == len(rows)
+        for d in dims:
+            restricted = scores.per_query_ap[d][rows].mean()
+            assert scores.metrics[f"{kind}_{group}_dim_{d}_cosine_map@100"] == pytest.approx(restricted)
+    # whole eval: the per-query average precision averages to map@100, and equals evaluate_pairs
+    assert evaluate_pairs(model, pairs, dims, 16) == scores.metrics
+    for d in dims:
+        assert scores.per_query_ap[d].mean() == pytest.approx(scores.metrics[f"dim_{d}_cosine_map@100"])
+    # the groups differ (not a copy of the whole), and round-trip through the per-query file
+    assert len({round(scores.metrics[f"slice_{s}_dim_384_cosine_map@100"], 6) for _, s in groups[:3]}) > 1
+    path = write_per_query(scores, per_query_path(tmp_path / "eval_metrics.json"), pairs)
+    assert path.name == "eval_metrics.per_query.parquet"
+    back = read_per_query(path)
+    assert set(back) == set(dims) and np.array_equal(back[384], scores.per_query_ap[384])
+    assert list(pd.read_parquet(path)["slice"]) == list(pairs["slice"])
+
+
+def test_an_eval_without_group_columns_has_only_whole_eval_keys(model, recipe_pairs: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    pairs = recipe_pairs.drop(columns=["intent"])
+    metrics = evaluate_pairs(model, pairs, (64,), 16)
+    assert all(k.startswith("dim_64_cosine_") for k in metrics) and len(metrics) == 15

@@ -12,6 +12,7 @@ from flows import train_and_evaluate as fte
 from pipelines import report as rpt
 from pipelines import stages
 from pipelines.config import ConfigError
+from pipelines.registry import Decision
 from tasks import stages as t
 
 DIMS = (384, 256, 128, 64)
@@ -38,6 +39,7 @@ class FakeStages:
         self.synth_runs = 0
         self.ended: list[tuple[str, str]] = []
         self.lock_held = False
+        self.marked: list[tuple[str, str]] = []
 
     def install(self, mp: pytest.MonkeyPatch) -> None:
         mp.setattr(stages, "dataset_key", lambda cfg: self.key)
@@ -45,6 +47,7 @@ class FakeStages:
         mp.setattr(stages, "dataset_is_complete", lambda p: (Path(p) / "manifest.json").exists())
         mp.setattr(stages, "start_run_stage", lambda cfg, run_name=None: self._call("start", "run-123"))
         mp.setattr(stages, "should_skip_training", lambda cfg: self._call("skip_check", self.skip))
+        mp.setattr(stages, "mark_skipped_stage", lambda cfg, run_id, reason: self.marked.append((run_id, reason)))
         mp.setattr(stages, "default_model_root", lambda cfg: self.tmp_path / "models" / "m1")
         mp.setattr(t, "train_in_subprocess", self.train)
         mp.setattr(stages, "evaluate_stage", self.evaluate)
@@ -81,14 +84,19 @@ class FakeStages:
         with lock():
             self.lock_held = True
         self.calls.append("promote")
-        return {
-            "promote": True,
-            "reason": "map@100 at 384 beats champion by 0.1",
-            "deltas": {"dim_384_cosine_map@100": 0.1},
-            "version": "2",
-            "champion_version": "1",
-            "champion_metrics": _metrics(0.50),
-        }
+        # the real stage's shape: Decision.to_dict() plus the champion's re-scored metrics
+        decision = Decision(
+            True,
+            "better than the champion (lower bound above the margin 0)",
+            {384: 0.1, 256: 0.1, 128: 0.1, 64: 0.1},
+            candidate_version="2",
+            champion_version="1",
+            delta=0.1,
+            ci_low=0.08,
+            ci_high=0.12,
+            primary_dim=384,
+        )
+        return {**decision.to_dict(), "line": decision.line(), "champion_metrics": _metrics(0.50)}
 
 
 def _overrides(tmp_path: Path) -> dict[str, Any]:
@@ -114,7 +122,9 @@ def test_full_run_report_artifact_and_cached_rerun(prefect_api, tmp_path, monkey
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=5)
     md = next(a for a in artifact if a.key == fte.REPORT_KEY).data
-    assert "| 384 | map@100 | 0.6384 | 0.5384 | 0.3384 |" in md and "PROMOTED" in md and "run-123" in md
+    assert "| 384 | map@100 | 0.6384 | 0.5384 | 0.3384 |" in md and "run-123" in md
+    assert "PROMOTED (version 2 over 1): map@100 at 384 +0.1000 [0.0800, 0.1200]" in md
+    assert "dim 384 +0.1000, dim 256 +0.1000, dim 128 +0.1000, dim 64 +0.1000" in md
 
     # same inputs: synthesis comes from the cache and the stage is not run again
     again = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
@@ -141,6 +151,7 @@ def test_skip_when_champion_has_the_same_inputs(prefect_api, tmp_path, monkeypat
     report = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
     assert "train" not in fake.calls and "promote" not in fake.calls
     assert report["skipped"] == "champion v1 was trained on the same inputs"
+    assert fake.marked == [("run-123", "champion v1 was trained on the same inputs")]  # decision=skipped
     assert fake.ended == [("run-123", "FINISHED")]
     assert "SKIPPED training" in rpt.to_markdown(report)
 
@@ -181,8 +192,9 @@ def test_text_report_shows_table_decision_and_mlflow_hint() -> None:
         "run_id": "r1",
         "mlflow_url": None,
         "synthesis": "cached",
+        "tracking_uri": "sqlite:////srv/recipes/mlflow.db",
     }
     text = rpt.to_text(report)
     assert "0.6384" in text and "0.3384" in text and "–" in text
     assert "KEPT champion (version 3): no gain" in text
-    assert rpt.MLFLOW_UI_HINT in text
+    assert "mlflow ui --backend-store-uri sqlite:////srv/recipes/mlflow.db" in text

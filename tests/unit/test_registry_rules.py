@@ -1,4 +1,5 @@
-"""The promotion rule (pure), decision serialization, key sanitizing and the file lock."""
+"""The promotion rule (pure): paired bootstrap on per-query average precision, ties on a newer
+catalog, NaN never; decision serialization, key sanitizing and the file lock."""
 
 from __future__ import annotations
 
@@ -8,91 +9,178 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from pipelines.bootstrap import paired_bootstrap
 from pipelines.config import RegistryConfig
 from pipelines.locks import LockTimeoutError, file_lock
+from pipelines.metrics import Scores
 from pipelines.registry import Decision, decide
 from pipelines.tracking import sanitize, unsanitize
 
 DIMS = (384, 256, 128, 64)
-REG = RegistryConfig()  # margin 0, epsilon 0.005, primary 384
+REG = RegistryConfig()  # margin 0, epsilon 0.005, primary 384, 2000 resamples, tie with newer catalog on
+N = 400
+_SHARED = np.random.default_rng(123).uniform(-0.3, 0.3, N)
+_SHARED -= _SHARED.mean()
 
 
-def maps(m384: float, m256: float | None = None, m128: float | None = None, m64: float | None = None) -> dict:
-    vals = {384: m384, 256: m256 if m256 is not None else m384, 128: m128, 64: m64}
-    out = {}
+def scores(m384: float, others: float | None = None, noise: float = 0.0, seed: int = 0, **override: float) -> Scores:
+    """Per-query AP = a query difficulty shared by every model + the model's level + its own noise."""
+    own = np.random.default_rng(seed).normal(0.0, noise, N) if noise else np.zeros(N)
+    own -= own.mean()
+    metrics: dict[str, float] = {}
+    per_query: dict[int, np.ndarray] = {}
     for d in DIMS:
-        v = vals[d] if vals[d] is not None else m384
-        out[f"dim_{d}_cosine_map@100"] = v
-        out[f"dim_{d}_cosine_ndcg@10"] = 0.5
-    return out
+        level = m384 if d == 384 or others is None else others
+        per_query[d] = _SHARED + level + own
+        metrics[f"dim_{d}_cosine_map@100"] = float(per_query[d].mean())
+        metrics[f"dim_{d}_cosine_ndcg@10"] = 0.5
+    metrics.update(override)
+    return Scores(metrics, per_query)
+
+
+def test_bootstrap_is_seeded_and_reproducible() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 1, 300), rng.uniform(0, 1, 300)
+    one = paired_bootstrap(a, b, 1000, seed=7)
+    assert one == paired_bootstrap(a, b, 1000, seed=7)
+    assert one != paired_bootstrap(a, b, 1000, seed=8)
+    assert one.delta == pytest.approx(float((a - b).mean()))
+    assert one.low < one.delta < one.high
+
+
+def test_bootstrap_interval_covers_the_true_delta() -> None:
+    # Paired data whose true mean difference is 0.03: over 40 independent draws the 95% interval covers
+    # it about 38 times; fewer than 33 would mean the interval is far too narrow.
+    covered = 0
+    for trial in range(40):
+        rng = np.random.default_rng(1000 + trial)
+        champ = rng.uniform(0, 1, 500)
+        cand = champ + 0.03 + rng.normal(0, 0.1, 500)
+        iv = paired_bootstrap(cand, champ, 1000, seed=trial)
+        covered += iv.contains(0.03)
+    assert covered >= 33
+
+
+def test_bootstrap_text_and_bad_input() -> None:
+    iv = paired_bootstrap(np.full(10, 0.6), np.full(10, 0.5), 1000)
+    assert iv.text() == "+0.1000 [0.1000, 0.1000]"
+    from pipelines.errors import InputError
+
+    with pytest.raises(InputError, match="shapes differ"):
+        paired_bootstrap(np.zeros(3), np.zeros(4))
+    nan = paired_bootstrap(np.array([0.5, math.nan]), np.array([0.4, 0.4]), 1000)
+    assert not nan.finite
 
 
 def test_no_champion_promotes_a_finite_candidate() -> None:
-    d = decide(maps(0.1), None, REG, DIMS)
+    d = decide(scores(0.1), None, REG, DIMS)
     assert d.promote and d.reason == "no champion yet" and d.deltas == {}
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_candidate_is_never_promoted(bad: float) -> None:
-    cand = maps(0.9)
-    cand["dim_128_cosine_ndcg@10"] = bad
+    cand = scores(0.9, **{"dim_128_cosine_ndcg@10": bad})
     assert not decide(cand, None, REG, DIMS).promote
-    d = decide(cand, maps(0.1), REG, DIMS)
+    d = decide(cand, scores(0.1), REG, DIMS)
     assert not d.promote and "non-finite" in d.reason and "dim_128_cosine_ndcg@10" in d.reason
+
+
+def test_non_finite_per_query_score_is_never_promoted() -> None:
+    cand = scores(0.9)
+    cand.per_query_ap[384][3] = math.nan
+    d = decide(cand, scores(0.1), REG, DIMS)
+    assert not d.promote and "non-finite" in d.reason
 
 
 def test_empty_or_incomplete_candidate_is_rejected() -> None:
     assert not decide({}, None, REG, DIMS).promote
-    cand = maps(0.9)
-    del cand["dim_64_cosine_map@100"]
+    cand = scores(0.9)
+    del cand.metrics["dim_64_cosine_map@100"]
     d = decide(cand, None, REG, DIMS)
     assert not d.promote and "dim_64_cosine_map@100" in d.reason
 
 
-def test_better_primary_promotes_with_deltas() -> None:
-    d = decide(maps(0.60), maps(0.50), REG, DIMS)
-    assert d.promote
+def test_clearly_better_candidate_promotes_with_its_interval() -> None:
+    d = decide(scores(0.60, noise=0.05, seed=1), scores(0.50, noise=0.05, seed=2), REG, DIMS)
+    assert d.promote, d.reason
     assert d.deltas == pytest.approx({384: 0.10, 256: 0.10, 128: 0.10, 64: 0.10})
+    assert d.delta == pytest.approx(0.10) and d.ci_low is not None and d.ci_high is not None
+    assert 0 < d.ci_low < 0.10 < d.ci_high
+    assert f"+0.1000 [{d.ci_low:.4f}, {d.ci_high:.4f}]" in d.line()
+    assert d.line().startswith("PROMOTED")
 
 
-def test_equal_primary_is_not_enough_the_rule_is_strict() -> None:
-    d = decide(maps(0.5), maps(0.5), REG, DIMS)
-    assert not d.promote and "does not beat" in d.reason
+def test_clearly_worse_candidate_is_kept_out() -> None:
+    d = decide(scores(0.40, noise=0.05, seed=1), scores(0.50, noise=0.05, seed=2), REG, DIMS)
+    assert not d.promote and "worse" in d.reason
+    assert d.delta == pytest.approx(-0.1) and d.ci_high is not None and d.ci_high < 0
 
 
-def test_margin_must_be_exceeded() -> None:
-    reg = RegistryConfig(margin=0.02)
-    assert not decide(maps(0.52), maps(0.50), reg, DIMS).promote  # +0.02 is not > 0.02
-    assert decide(maps(0.521), maps(0.50), reg, DIMS).promote
+def test_noisy_gain_is_not_enough() -> None:
+    # +0.005 on average, but per-query noise of 0.3: the interval straddles 0 -> a tie, same catalog
+    d = decide(scores(0.505, noise=0.3, seed=1), scores(0.50, noise=0.3, seed=2), REG, DIMS)
+    assert not d.promote and d.ci_low is not None and d.ci_low < 0 < (d.ci_high or 0)
+    assert "tie" in d.reason and "same catalog" in d.reason
 
 
-def test_worse_primary_is_rejected() -> None:
-    d = decide(maps(0.4), maps(0.5), REG, DIMS)
-    assert not d.promote and d.deltas[384] == pytest.approx(-0.1)
+def test_tie_on_a_newer_catalog_promotes_unless_switched_off() -> None:
+    cand, champ = scores(0.50, noise=0.3, seed=1), scores(0.50, noise=0.3, seed=2)
+    d = decide(cand, champ, REG, DIMS, candidate_catalog="new", champion_catalog="old")
+    assert d.promote and d.reason == "not worse, newer catalog"
+    off = RegistryConfig(promote_on_tie_with_newer_catalog=False)
+    assert not decide(cand, champ, off, DIMS, candidate_catalog="new", champion_catalog="old").promote
+    # a tie that loses more than epsilon at another dim is not "not worse"
+    cand_drop = scores(0.50, others=0.49, noise=0.3, seed=1)
+    d = decide(cand_drop, champ, REG, DIMS, candidate_catalog="new", champion_catalog="old")
+    assert not d.promote and "epsilon" in d.reason
+    # unknown catalogs are not "newer"
+    assert not decide(cand, champ, REG, DIMS, candidate_catalog=None, champion_catalog="old").promote
+
+
+def test_margin_applies_to_the_lower_bound() -> None:
+    cand, champ = scores(0.60, noise=0.05, seed=1), scores(0.50, noise=0.05, seed=2)
+    d = decide(cand, champ, REG, DIMS)
+    assert d.ci_low is not None
+    assert not decide(cand, champ, RegistryConfig(margin=d.ci_low + 0.001), DIMS).promote
+    assert decide(cand, champ, RegistryConfig(margin=max(0.0, d.ci_low - 0.001)), DIMS).promote
 
 
 def test_a_drop_beyond_epsilon_at_another_dim_rejects() -> None:
     # better at 384, but 64 falls by 0.01 > epsilon 0.005
-    d = decide(maps(0.6, 0.5, 0.5, 0.49), maps(0.5), REG, DIMS)
+    cand = scores(0.6, others=0.5, seed=1)
+    cand.metrics["dim_64_cosine_map@100"] = 0.49
+    d = decide(cand, scores(0.5), REG, DIMS)
     assert not d.promote and "dim 64" in d.reason
-    # a drop within epsilon is tolerated
-    assert decide(maps(0.6, 0.5, 0.5, 0.496), maps(0.5), REG, DIMS).promote
+    cand.metrics["dim_64_cosine_map@100"] = 0.496  # a drop within epsilon is tolerated
+    assert decide(cand, scores(0.5), REG, DIMS).promote
 
 
-def test_champion_missing_primary_metric_cannot_be_compared() -> None:
-    champ = maps(0.5)
-    del champ["dim_384_cosine_map@100"]
-    d = decide(maps(0.9), champ, REG, DIMS)
-    assert not d.promote and "champion metrics lack" in d.reason
+def test_champion_without_per_query_scores_or_another_eval_cannot_be_compared() -> None:
+    champ = scores(0.5)
+    d = decide(scores(0.9), Scores(champ.metrics), REG, DIMS)
+    assert not d.promote and "no per-query scores" in d.reason
+    short = Scores(champ.metrics, {d_: v[:-1] for d_, v in champ.per_query_ap.items()})
+    d = decide(scores(0.9), short, REG, DIMS)
+    assert not d.promote and "different eval sets" in d.reason
+    del champ.metrics["dim_384_cosine_map@100"]
+    assert "champion metrics lack" in decide(scores(0.9), champ, REG, DIMS).reason
+
+
+def test_saturated_champion_is_flagged() -> None:
+    d = decide(scores(0.999), scores(0.996), REG, DIMS)
+    assert d.saturated and d.champion_primary == pytest.approx(0.996)
+    assert not decide(scores(0.9), scores(0.99), REG, DIMS).saturated
 
 
 def test_decision_serializes_to_json() -> None:
-    d = Decision(False, "x", {384: math.nan, 64: -0.25}, "3", "2")
+    d = Decision(False, "x", {384: math.nan, 64: -0.25}, "3", "2", delta=-0.25, ci_low=-0.3, ci_high=-0.2)
     data = json.loads(json.dumps(d.to_dict()))
     assert data["decision"] == "rejected" and data["deltas"] == {"384": "nan", "64": -0.25}
     assert data["candidate_version"] == "3" and data["champion_version"] == "2"
+    assert d.line() == "KEPT champion (version 2): map@100 -0.2500 [-0.3000, -0.2000]: x"
 
 
 def test_metric_keys_are_sanitized_for_mlflow() -> None:

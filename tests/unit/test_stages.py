@@ -108,3 +108,64 @@ def test_dataset_key_follows_catalog_bytes(tmp_path: Path) -> None:
     with path.open("a") as fh:
         fh.write("\n")
     assert stages.dataset_key(user) != key1
+
+
+def test_training_key_includes_the_code_version_and_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config("smoke")
+    key = stages.training_key(cfg)
+    monkeypatch.setattr(stages, "git_commit", lambda: "f" * 40)
+    assert stages.training_key(cfg) != key
+    assert stages.run_tags(cfg)[stages.GIT_COMMIT_TAG] == "f" * 40
+    with_commit = stages.training_key(cfg)
+    monkeypatch.setattr(stages, "package_version", lambda: "9.9.9")
+    assert stages.training_key(cfg) != with_commit
+
+
+class _Run:
+    def __init__(self, run_id: str, tags: dict[str, str]) -> None:
+        from types import SimpleNamespace
+
+        self.info = SimpleNamespace(run_id=run_id, start_time=1)
+        self.data = SimpleNamespace(tags=tags)
+
+
+def _skip_setup(monkeypatch: pytest.MonkeyPatch, champion_tags: dict | None, last_tags: dict | None) -> None:
+    from types import SimpleNamespace
+
+    from pipelines import registry, tracking
+
+    monkeypatch.setattr(tracking, "connect", lambda cfg: "sqlite://")
+    champ = {"version": "1", "run_id": "champ-run"} if champion_tags is not None else None
+    monkeypatch.setattr(registry, "champion", lambda cfg: champ)
+    runs = {"champ-run": _Run("champ-run", champion_tags or {})}
+    monkeypatch.setattr(tracking, "client", lambda cfg=None: SimpleNamespace(get_run=lambda rid: runs[rid]))
+    last = _Run("last-run", {**last_tags, "decision": "rejected", "registered_version": "2"}) if last_tags else None
+    monkeypatch.setattr(stages, "last_evaluated_run", lambda cfg: last)
+
+
+def test_skip_when_the_champion_or_the_last_evaluated_candidate_has_the_same_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = load_config("smoke")
+    mine = stages.run_tags(cfg)
+    other = {**mine, "recipe_embed.training_key": "0" * 16}
+
+    _skip_setup(monkeypatch, champion_tags=mine, last_tags=None)
+    reason = stages.should_skip_training(cfg)
+    assert reason is not None and reason.startswith("champion v1 (run champ-run)")
+    assert "registry.skip_unchanged=false" in reason  # says how to force a retrain
+
+    # the champion differs, but the last candidate (rejected) was this very key: skip, naming it
+    _skip_setup(monkeypatch, champion_tags=other, last_tags=mine)
+    reason = stages.should_skip_training(cfg)
+    assert reason is not None and "last evaluated candidate v2 (run last-run, rejected)" in reason
+
+    # neither: train
+    _skip_setup(monkeypatch, champion_tags=other, last_tags=other)
+    assert stages.should_skip_training(cfg) is None
+    _skip_setup(monkeypatch, champion_tags=None, last_tags=None)
+    assert stages.should_skip_training(cfg) is None
+
+    # forced
+    _skip_setup(monkeypatch, champion_tags=mine, last_tags=mine)
+    assert stages.should_skip_training(load_config("smoke", sets=["registry.skip_unchanged=false"])) is None

@@ -32,34 +32,75 @@ def metrics(map384: float, others: float | None = None, **override: float) -> di
     return out
 
 
-def make_candidate(cfg: PipelineConfig, candidate: dict[str, float], model_uri: str) -> str:
-    """A finished run with the candidate's metrics and model URI tag; returns its id."""
-    from pipelines import tracking
+N_QUERIES = 300
 
+
+def _per_query(m: dict[str, float], noise: float, seed: int) -> dict[int, Any]:
+    """Per-query AP = a query difficulty every model shares + the model's map@100 + its own noise."""
+    import numpy as np
+
+    shared = np.random.default_rng(12345).uniform(-0.3, 0.3, N_QUERIES)
+    shared -= shared.mean()
+    own = np.random.default_rng(seed).normal(0.0, noise, N_QUERIES) if noise else np.zeros(N_QUERIES)
+    own -= own.mean()
+    return {d: shared + m[f"dim_{d}_cosine_map@100"] + own for d in DIMS}
+
+
+def scores(map384: float, others: float | None = None, noise: float = 0.0, seed: int = 0, **override: float) -> Any:
+    """:class:`Scores` whose per-query AP averages to the metrics; ``noise`` per query, seeded."""
+    from pipelines.metrics import Scores
+
+    m = metrics(map384, others, **override)
+    return Scores(m, _per_query(m, noise, seed))
+
+
+def make_candidate(
+    cfg: PipelineConfig, candidate: Any, model_uri: str, noise: float = 0.0, seed: int = 0, catalog: str = "cat-1"
+) -> str:
+    """A finished run with the candidate's metrics, model URI and catalog tags; returns its id.
+
+    ``noise`` / ``seed`` are the ones ``candidate`` was built with, so the fake evaluation can
+    rebuild the same per-query scores."""
+    from pipelines import registry, tracking
+
+    m = candidate.metrics if hasattr(candidate, "metrics") else candidate
     tracking.connect(cfg)
     run_id = tracking.start_run(cfg, run_name="candidate")
-    tracking.log_metrics(run_id, candidate)
-    tracking.set_tags(run_id, {tracking.MODEL_URI_TAG: model_uri})
+    tracking.log_metrics(run_id, m)
+    tracking.set_tags(
+        run_id,
+        {
+            tracking.MODEL_URI_TAG: model_uri,
+            registry.CATALOG_DIGEST_TAG: catalog,
+            "test.noise": str(noise),
+            "test.seed": str(seed),
+        },
+    )
     tracking.end_run(run_id)
     return run_id
 
 
-def stored_metrics_evaluate(uri: str) -> dict[str, float]:
-    """Fake re-evaluation: the metrics logged on the version's candidate run (after a short delay,
-    ``FAKE_EVAL_DELAY_S``, which widens any race between concurrent promotions)."""
+def stored_metrics_evaluate(uri: str) -> Any:
+    """Fake re-scoring: the metrics logged on the version's candidate run, and the same per-query
+    scores it was built with (after a short delay, ``FAKE_EVAL_DELAY_S``, which widens any race between
+    concurrent promotions)."""
     from pipelines import registry, tracking
+    from pipelines.metrics import Scores
 
     _, name, version = uri.rsplit("/", 2)
     mv = tracking.client().get_model_version(name, version)
     time.sleep(float(os.environ.get("FAKE_EVAL_DELAY_S", "0")))
-    return tracking.read_metrics(mv.tags[registry.RUN_ID_TAG])
+    run_id = mv.tags[registry.RUN_ID_TAG]
+    m = tracking.read_metrics(run_id)
+    tags = tracking.client().get_run(run_id).data.tags
+    return Scores(m, _per_query(m, float(tags.get("test.noise", 0)), int(tags.get("test.seed", 0))))
 
 
 def promote_worker(
     cfg_data: dict[str, Any],
     run_id: str,
     model_uri: str,
-    candidate: dict[str, float],
+    candidate: Any,
     barrier: Any,
     delay_s: float,
     results: Any,

@@ -53,12 +53,13 @@ def test_promote_and_champion_commands(mlflow_cfg: PipelineConfig, saved_model_d
     assert res.exit_code == 0, res.output
     assert f"{name} version 1: promoted (no champion yet)" in res.output
 
-    # The same model again: re-evaluated on the same eval set it scores exactly the same,
-    # and the rule is strict, so it is rejected.
+    # The same model again: re-scored on the same eval set it scores exactly the same per query,
+    # a tie (interval [0, 0]) on an unchanged catalog, so it is rejected.
     second, _ = _logged_candidate(mlflow_cfg, saved_model_dir, data)
     res = runner.invoke(app, ["promote", "--run-id", second, *_sets(mlflow_cfg)])
     assert res.exit_code == 0, res.output
-    assert f"{name} version 2: rejected (dim 384 map@100" in res.output
+    assert f"{name} version 2: rejected (a tie (the interval contains 0)" in res.output
+    assert "KEPT champion (version 1): map@100 at 384 +0.0000 [0.0000, 0.0000]" in res.output
     assert "delta vs champion v1: +0.0000" in res.output
     champ_metrics = tracking.read_metrics(second, prefix="champion_")
     assert champ_metrics["dim_384_cosine_map@100"] == pytest.approx(m["dim_384_cosine_map@100"])

@@ -51,7 +51,17 @@ def test_worse_config_leaves_champion_unchanged(stack) -> None:
     done = stack.wait_state(fr, {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, 900)
     assert done["state"]["type"] == "COMPLETED", done["state"]
     assert _champion(stack).version == before
-    assert "KEPT champion" in stack.report(fr)
+    report = stack.report(fr)
+    # rejected because it is worse, not because of a tie: a negative delta with the whole interval below 0
+    import re
+
+    m = re.search(
+        r"KEPT champion \(version \d+\): map@100 at 384 ([-+]\d\.\d{4}) \[(-?\d\.\d{4}), (-?\d\.\d{4})\]", report
+    )
+    assert m, report
+    delta, low, high = (float(g) for g in m.groups())
+    assert delta < 0 and low <= delta <= high < 0, m.group(0)
+    assert "tie" not in report.split("**Decision:**", 1)[1].splitlines()[0]
 
 
 def test_rerun_with_unchanged_inputs_is_cached_and_skips_training(stack) -> None:

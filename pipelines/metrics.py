@@ -1,0 +1,141 @@
+"""The one owner of metric names and metric keys, and the per-query scores a decision is made on.
+
+Keys follow sentence-transformers' ``InformationRetrievalEvaluator`` with a ``dim_<d>`` name:
+
+- whole eval: ``dim_384_cosine_map@100``;
+- one eval slice: ``slice_unseen_wording_dim_384_cosine_map@100``;
+- one intent: ``intent_recipe_card_dim_384_cosine_map@100``;
+- the size of a group: ``slice_unseen_wording_queries``.
+
+MLflow rejects ``@``: :func:`mlflow_key` writes ``_at_`` instead (``slice_unseen_wording_dim_384_cosine_map_at_100``),
+and the base model's and the champion's metrics carry a ``base_`` / ``champion_`` prefix on the same run, so
+the Compare view lines the candidate, base and champion up key by key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACCURACY_AT_K = (1, 3, 5, 10)
+PRECISION_RECALL_AT_K = (1, 3, 5, 10)
+NDCG_AT_K = (10,)
+MRR_AT_K = (10,)
+MAP_AT_K = (100,)
+MAX_K = max(*ACCURACY_AT_K, *PRECISION_RECALL_AT_K, *NDCG_AT_K, *MRR_AT_K, *MAP_AT_K)
+
+METRIC_NAMES: tuple[str, ...] = (
+    *(f"accuracy@{k}" for k in ACCURACY_AT_K),
+    *(f"precision@{k}" for k in PRECISION_RECALL_AT_K),
+    *(f"recall@{k}" for k in PRECISION_RECALL_AT_K),
+    *(f"ndcg@{k}" for k in NDCG_AT_K),
+    *(f"mrr@{k}" for k in MRR_AT_K),
+    *(f"map@{k}" for k in MAP_AT_K),
+)
+"""In the library's order (accuracy, precision, recall, ndcg, mrr, map), without the score function."""
+
+SIMILARITY = "cosine"
+PRIMARY = "map@100"
+"""The metric promotion decides on (per query: average precision within the top 100)."""
+
+SATURATION = 0.995
+"""A champion at or above this primary metric on the eval leaves no room to tell models apart."""
+
+GROUP_KINDS = ("slice", "intent")
+"""Eval columns whose values get their own metrics (optional columns: older datasets lack them)."""
+
+SLICES = ("seen_wording", "unseen_wording", "recipe_card")
+"""The eval slices, in the order reports show them (others, if any, follow sorted)."""
+
+LOAD_LINE = 'mlflow.sentence_transformers.load_model("models:/{name}@{alias}")'
+"""How a user loads a registered alias (the card, ``recipe-embed champion``, the registry description)."""
+
+_KEY = re.compile(r"^(?:(?P<kind>slice|intent)_(?P<group>.+?)_)?dim_(?P<dim>\d+)_(?P<sim>[a-z]+)_(?P<name>.+)$")
+
+
+def group_prefix(kind: str | None = None, group: str | None = None) -> str:
+    """``("slice", "recipe_card")`` -> ``"slice_recipe_card_"``; no group -> ``""``."""
+    if kind is None or group is None:
+        return ""
+    return f"{kind}_{group}_"
+
+
+def metric_key(
+    dim: int, name: str = PRIMARY, kind: str | None = None, group: str | None = None, similarity: str = SIMILARITY
+) -> str:
+    """``metric_key(384)`` -> ``dim_384_cosine_map@100``; with ``kind="slice", group="recipe_card"`` ->
+    ``slice_recipe_card_dim_384_cosine_map@100``."""
+    return f"{group_prefix(kind, group)}dim_{dim}_{similarity}_{name}"
+
+
+def size_key(kind: str, group: str) -> str:
+    """The number of eval queries in a group: ``slice_recipe_card_queries``."""
+    return f"{group_prefix(kind, group)}queries"
+
+
+def primary_metric_key(dims: Sequence[int], similarity: str = SIMILARITY) -> str:
+    """The metric checkpoint selection maximizes: map@100 at the largest dim."""
+    return metric_key(max(dims), PRIMARY, similarity=similarity)
+
+
+def mlflow_key(key: str) -> str:
+    """The spelling MLflow accepts: ``@`` -> ``_at_``."""
+    return key.replace("@", "_at_")
+
+
+def from_mlflow_key(key: str) -> str:
+    """Inverse of :func:`mlflow_key` for our keys."""
+    return key.replace("_at_", "@")
+
+
+def parse_key(key: str) -> tuple[str | None, str | None, int, str] | None:
+    """``slice_x_dim_64_cosine_map@100`` -> ``("slice", "x", 64, "map@100")``; not a metric key -> None."""
+    m = _KEY.match(from_mlflow_key(key))
+    if not m:
+        return None
+    return m["kind"], m["group"], int(m["dim"]), m["name"]
+
+
+def lookup(
+    values: Mapping[str, float] | None, dim: int, name: str = PRIMARY, kind: str | None = None, group: str | None = None
+) -> float | None:
+    """A metric in either spelling (``...map@100`` or MLflow's ``...map_at_100``), or None."""
+    if not values:
+        return None
+    key = metric_key(dim, name, kind, group)
+    for k in (key, mlflow_key(key)):
+        if k in values and values[k] is not None:
+            return float(values[k])
+    return None
+
+
+def groups_in(values: Mapping[str, float] | None, kind: str) -> list[str]:
+    """The groups of ``kind`` that ``values`` has metrics for; slices in :data:`SLICES` order."""
+    found: set[str] = set()
+    for k in values or {}:
+        parsed = parse_key(k)
+        if parsed and parsed[0] == kind and parsed[1]:
+            found.add(parsed[1])
+    if kind == "slice":
+        return [s for s in SLICES if s in found] + sorted(found - set(SLICES))
+    return sorted(found)
+
+
+def is_saturated(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value >= SATURATION
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's metrics on one eval set, plus what a paired comparison needs: the average precision
+    (``map@100`` per query) at each dim, in eval row order."""
+
+    metrics: dict[str, float]
+    per_query_ap: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def ap(self, dim: int) -> np.ndarray | None:
+        return self.per_query_ap.get(dim)
