@@ -37,3 +37,42 @@ class TrackingError(RecipeEmbedError):
     """The MLflow tracking server is unreachable or refused a write."""
 
     exit_code = 1
+
+
+class StorageError(RecipeEmbedError):
+    """A file could not be written or read: permission, read-only file system, no space left."""
+
+    exit_code = 1
+
+
+_CAUSES = {
+    "ENOSPC": "no space left on device",
+    "EDQUOT": "disk quota exceeded",
+    "EROFS": "read-only file system",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "ENOTDIR": "a parent is not a directory",
+    "EISDIR": "is a directory",
+    "ENOENT": "no such file or directory",
+    "ENAMETOOLONG": "file name too long",
+    "EMFILE": "too many open files",
+    "EIO": "input/output error",
+}
+
+
+def describe_os_error(exc: BaseException, path: object = None) -> str:
+    """``<path>: <cause>`` for an OSError (its errno named in words), on one line."""
+    import errno as _errno
+
+    code = getattr(exc, "errno", None)
+    name = _errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    cause = _CAUSES.get(name) or (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+    where = path or getattr(exc, "filename", None)
+    text = f"{where}: {cause}" if where else str(cause)
+    return " ".join(text.split())
+
+
+def storage_error(exc: OSError, path: object = None, action: str = "cannot write") -> StorageError:
+    """Wrap ``exc`` as a one-line :class:`StorageError`: ``cannot write PATH: no space left on device``."""
+    text = describe_os_error(exc, path)
+    return StorageError(f"{action} {text}" if action else text)

@@ -237,10 +237,17 @@ def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
 # --- the whole pipeline without Prefect ---------------------------------------------------------
 
 
-def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Callable[[str], None] = print) -> dict:
+def run_pipeline(
+    cfg: PipelineConfig,
+    *,
+    run_name: str | None = None,
+    echo: Callable[[str], None] = print,
+    lock: Lock | None = None,
+) -> dict:
     """synthesize -> validate -> train -> evaluate -> log -> promote, in this process.
 
-    Returns the same report dict as the Prefect flow (see :mod:`pipelines.report`).
+    Returns the same report dict as the Prefect flow (see :mod:`pipelines.report`). ``lock``: the
+    promotion lock factory (default: the file lock keyed by the tracking URI, :mod:`pipelines.locks`).
     """
     from pipelines import tracking
 
@@ -273,7 +280,9 @@ def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Call
         echo("[4/5] log to MLflow")
         model_uri = log_stage(cfg, run_id, data_dir, model_root, candidate, base)
         echo("[5/5] champion/challenger")
-        decision = promote_stage(cfg, run_id, model_uri, data_dir, candidate, base=base, model_root=model_root)
+        decision = promote_stage(
+            cfg, run_id, model_uri, data_dir, candidate, lock=lock, base=base, model_root=model_root
+        )
         report.update(model_root=model_root, model_uri=model_uri, decision=decision)
         report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
         report["mlflow_url"] = tracking_ui_url(cfg, run_id)

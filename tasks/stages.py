@@ -12,9 +12,8 @@ Policy per task:
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,9 @@ from prefect.logging import get_run_logger
 
 from pipelines import stages
 from pipelines.config import PipelineConfig
+from tasks.locks import PROMOTION_LOCK as PROMOTION_LOCK  # re-exported: the flow uses t.promotion_lock
+from tasks.locks import promotion_lock as promotion_lock
 from tasks.training_proc import train_in_subprocess
-
-PROMOTION_LOCK = "recipe-embedder-promotion"
-"""Prefect global concurrency limit (1 slot) serialising promotions in the model registry."""
 
 TRAIN_TIMEOUT_S = float(os.environ.get("RECIPE_EMBED_TRAIN_TIMEOUT_S", 6 * 3600))
 """Training child deadline; the task's own timeout adds a minute for the clean stop."""
@@ -53,39 +51,6 @@ def result_storage_for(cfg: PipelineConfig) -> Path:
     path = (Path(cfg.paths.data_dir) / "prefect-results").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-# --- the registry lock ---------------------------------------------------------------------------
-
-
-def ensure_global_limit(name: str = PROMOTION_LOCK, limit: int = 1) -> None:
-    """Create the global concurrency limit ``name`` if it is missing (Prefect no longer auto-creates)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
-
-
-@contextlib.contextmanager
-def _hold_promotion_slot(name: str, timeout_s: float) -> Iterator[None]:
-    from prefect.concurrency.sync import concurrency
-
-    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
-        yield
-
-
-def promotion_lock(
-    cfg: PipelineConfig, name: str = PROMOTION_LOCK
-) -> Callable[[], contextlib.AbstractContextManager[None]]:
-    """A context-manager factory: each call returns a context holding the registry lock's one slot."""
-    ensure_global_limit(name)
-    return functools.partial(_hold_promotion_slot, name, cfg.registry.lock_timeout_s)
 
 
 # --- tasks -----------------------------------------------------------------------------------------

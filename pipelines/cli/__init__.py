@@ -31,6 +31,9 @@ pipeline.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: known errors become one line on stderr and an exit code."""
+    from pipelines import lifeline
+
+    lifeline.install()  # a child of a training task: end when that task's process ends
     _common.quiet_third_party()
     try:
         app(args=argv, standalone_mode=True)
