@@ -3,8 +3,9 @@
 The parent puts :func:`parent_env` into the child's environment; the child calls :func:`install`
 early (the CLI does, whenever ``RECIPE_EMBED_PARENT_PID`` is set). Then:
 
-- on Linux the child asks for ``SIGKILL`` when its parent dies (``prctl(PR_SET_PDEATHSIG)``, via
-  ctypes) if the named parent is its direct parent;
+- on Linux the child asks for ``SIGTERM`` when its parent dies (``prctl(PR_SET_PDEATHSIG)``, via
+  ctypes) if the named parent is its direct parent, and handles ``SIGTERM`` by killing its whole
+  process group (its data loader workers too) at once;
 - a daemon thread checks every second that the parent, identified by pid *and* start time (a reused
   pid is not the parent), still exists; once it is gone the thread kills the child's process group
   (the child leads its own group when started with ``process_group=0``), else the child alone.
@@ -84,6 +85,10 @@ def _end_self() -> None:  # pragma: no cover - ends the process
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _on_term(_signum: int, _frame: object) -> None:  # pragma: no cover - ends the process
+    _end_self()
+
+
 def install(poll_s: float = 1.0) -> threading.Thread | None:
     """Tie this process's life to the parent named in the environment; None if none is named."""
     raw = os.environ.pop(PID_ENV, None)
@@ -95,7 +100,11 @@ def install(poll_s: float = 1.0) -> threading.Thread | None:
     except ValueError:
         return None
     if os.getppid() == parent:
-        _set_pdeathsig(signal.SIGKILL)
+        if os.getpgrp() == os.getpid() and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_term)  # parent gone or a cancel: end the whole group now
+            _set_pdeathsig(signal.SIGTERM)
+        else:
+            _set_pdeathsig(signal.SIGKILL)
     if not is_alive(parent, start):  # died before we got here
         _end_self()
 

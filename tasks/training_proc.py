@@ -112,6 +112,8 @@ class LogTail:
         """Stop following; read what is left, including a last line without a newline."""
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._thread.is_alive():  # ``log`` is stuck (a dead reader): never block the caller on it
+            return
         self._read()
         if self._partial:
             rest, self._partial = self._partial, b""
