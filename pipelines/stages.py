@@ -94,10 +94,16 @@ def default_model_root(cfg: PipelineConfig) -> Path:
 
 
 def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, resume: bool = False) -> str:
+    from pipelines.errors import is_out_of_memory, out_of_memory
     from pipelines.training import train
 
     root = Path(out_dir) if out_dir else default_model_root(cfg)
-    train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
+    try:
+        train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, cfg.training.per_device_batch_size) from exc
+        raise
     return str(root)
 
 

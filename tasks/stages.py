@@ -53,6 +53,20 @@ def result_storage_for(cfg: PipelineConfig) -> Path:
     return path
 
 
+# --- retries ---------------------------------------------------------------------------------------
+
+
+def retry_unless_out_of_memory(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: an out-of-memory failure is not retried (it would fail again)."""
+    from pipelines.errors import is_out_of_memory
+
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as exc:
+        return not is_out_of_memory(exc)
+    return True
+
+
 # --- tasks -----------------------------------------------------------------------------------------
 
 
@@ -89,12 +103,25 @@ def skip_check(cfg: PipelineConfig) -> str | None:
     return stages.should_skip_training(cfg)
 
 
-@task(name="fine-tune", cache_policy=NONE, retries=0, timeout_seconds=TRAIN_TIMEOUT_S + 60)
+@task(
+    name="fine-tune",
+    cache_policy=NONE,
+    retries=0,
+    retry_condition_fn=retry_unless_out_of_memory,
+    timeout_seconds=TRAIN_TIMEOUT_S + 60,
+)
 def train(cfg: PipelineConfig, data_dir: str, out_dir: str) -> str:
     return train_in_subprocess(cfg, data_dir, out_dir, timeout_s=TRAIN_TIMEOUT_S, logger=get_run_logger())
 
 
-@task(name="evaluate", cache_policy=NONE, retries=1, retry_delay_seconds=5, timeout_seconds=3600)
+@task(
+    name="evaluate",
+    cache_policy=NONE,
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_out_of_memory,
+    timeout_seconds=3600,
+)
 def evaluate(cfg: PipelineConfig, model: str, data_dir: str, out_json: str) -> dict[str, float]:
     return stages.evaluate_stage(cfg, model, data_dir, out_json)
 

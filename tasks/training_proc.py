@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import lifeline
-from pipelines.errors import TrainingError
+from pipelines.errors import OutOfMemoryError, TrainingError
 
 TERM_GRACE_S = 10.0
 """Seconds between SIGTERM and SIGKILL when stopping the child (a cancel ends it within 30 s)."""
@@ -206,7 +206,10 @@ def train_in_subprocess(
     finally:
         config_file.unlink(missing_ok=True)
     if code != 0:
-        raise TrainingError(exit_message(code, tail, log_file))
+        message = exit_message(code, tail, log_file)
+        if "out of memory" in message.lower():
+            raise OutOfMemoryError(message)
+        raise TrainingError(message)
     return str(out_dir)
 
 
