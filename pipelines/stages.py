@@ -133,11 +133,14 @@ def run_tags(cfg: PipelineConfig) -> dict[str, str]:
     }
 
 
-def start_run_stage(cfg: PipelineConfig, run_name: str | None = None) -> str:
+def start_run_stage(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str | None = None) -> str:
+    """Start the MLflow run, tagged with its owner (host, pid, pid start time, Prefect flow run id)
+    so :mod:`pipelines.reconcile` can end it if its process dies."""
     from pipelines import tracking
+    from pipelines.reconcile import owner_tags
 
     tracking.connect(cfg)
-    return tracking.start_run(cfg, run_name=run_name, tags=run_tags(cfg))
+    return tracking.start_run(cfg, run_name=run_name, tags={**run_tags(cfg), **owner_tags(flow_run_id)})
 
 
 def should_skip_training(cfg: PipelineConfig) -> str | None:

@@ -88,8 +88,42 @@ def synthesize(cfg: PipelineConfig) -> str:
     retries=MLFLOW_RETRIES,
     retry_delay_seconds=MLFLOW_RETRY_DELAYS,
 )
-def start_run(cfg: PipelineConfig, run_name: str | None = None) -> str:
-    return stages.start_run_stage(cfg, run_name=run_name)
+def start_run(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str | None = None) -> str:
+    return stages.start_run_stage(cfg, run_name=run_name, flow_run_id=flow_run_id)
+
+
+def prefect_flow_run_state(flow_run_id: str) -> str | None:
+    """The Prefect state type of a flow run (``CRASHED`` ...), ``DELETED`` if gone, None if unknown."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+    except ObjectNotFound:
+        return "DELETED"
+    except Exception:
+        return None
+    return run.state.type.value if run.state is not None else None
+
+
+@task(name="reconcile", cache_policy=NONE, timeout_seconds=600)
+def reconcile(cfg: PipelineConfig) -> list[dict[str, str]]:
+    """End runs left RUNNING by dead processes and settle undecided versions; never fails the flow."""
+    from pipelines import reconcile as rc
+    from pipelines import tracking
+
+    logger = get_run_logger()
+    try:
+        tracking.connect(cfg)
+        findings = rc.reconcile(cfg, flow_run_state=prefect_flow_run_state, lock=promotion_lock(cfg))
+    except Exception as exc:  # reconciliation is housekeeping: report it, go on with the run
+        logger.warning("reconcile failed: %s: %s", type(exc).__name__, exc)
+        return [{"kind": "error", "id": "", "action": "none", "reason": f"{type(exc).__name__}: {exc}"}]
+    for f in findings:
+        if f.action != "kept":
+            logger.info("reconcile: %s %s %s (%s)", f.kind, f.id, f.action, f.reason)
+    return [f.to_dict() for f in findings]
 
 
 @task(
