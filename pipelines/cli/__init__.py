@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from pipelines.cli import _common, data, model, pipeline, registry
+from pipelines.cli import _common, data, model, pipeline, recover, registry
 
 app = typer.Typer(
     name="recipe-embed",
@@ -26,6 +26,7 @@ _common.register(app)
 data.register(app)
 model.register(app)
 registry.register(app)
+recover.register(app)
 pipeline.register(app)
 
 
