@@ -59,7 +59,12 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
     t = time.perf_counter()
     if progress:
         progress(f"validating {len(pairs):,} pairs")
-    result = validate_pairs(pairs, max_tokens=cfg.model.max_seq_length, tokenizer=load_tokenizer(cfg.model.base_model))
+    result = validate_pairs(
+        pairs,
+        max_tokens=cfg.model.max_seq_length,
+        tokenizer=load_tokenizer(cfg.model.base_model),
+        max_text_bytes=cfg.validation.max_text_bytes,
+    )
     timings["validate_s"] = time.perf_counter() - t
 
     targets = split_targets(cfg.synthesis)
@@ -128,7 +133,12 @@ def validate_file(path: Path, out_dir: Path, cfg: PipelineConfig, progress: Prog
 
     if progress:
         progress(f"validating {len(pairs):,} rows of {path}")
-    result = validate_pairs(pairs, max_tokens=cfg.model.max_seq_length, tokenizer=load_tokenizer(cfg.model.base_model))
+    result = validate_pairs(
+        pairs,
+        max_tokens=cfg.model.max_seq_length,
+        tokenizer=load_tokenizer(cfg.model.base_model),
+        max_text_bytes=cfg.validation.max_text_bytes,
+    )
     result.rejects["row"] = pairs.index.to_numpy()[result.rejects["row"].to_numpy()]
     extra = {
         "kind": "validated",
