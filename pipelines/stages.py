@@ -110,7 +110,9 @@ def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, 
 def evaluate_stage(cfg: PipelineConfig, model: str, data_dir: str, out_json: str | None = None) -> dict[str, float]:
     """Evaluate a model (path, model root, hub id, ``bundled:...`` or ``models:/`` URI) on eval.parquet."""
     from pipelines.evaluation import evaluate_pairs, load_pairs
+    from pipelines.stdio import detach_broken_stdio
 
+    detach_broken_stdio()  # a dead worker's pipe must not fail the evaluation
     pairs = load_pairs(Path(data_dir) / "eval.parquet")
     metrics = evaluate_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
     if out_json:
