@@ -97,9 +97,15 @@ def prefect_flow_run_state(flow_run_id: str) -> str | None:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    import uuid
+
+    try:
+        run_uuid = uuid.UUID(str(flow_run_id))
+    except ValueError:
+        return None
     try:
         with get_client(sync_client=True) as client:
-            run = client.read_flow_run(flow_run_id)
+            run = client.read_flow_run(run_uuid)
     except ObjectNotFound:
         return "DELETED"
     except Exception:
