@@ -94,10 +94,10 @@ def start_run(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str
 
 def prefect_flow_run_state(flow_run_id: str) -> str | None:
     """The Prefect state type of a flow run (``CRASHED`` ...), ``DELETED`` if gone, None if unknown."""
+    import uuid
+
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
-
-    import uuid
 
     try:
         run_uuid = uuid.UUID(str(flow_run_id))

@@ -46,7 +46,7 @@ def test_each_task_calls_its_stage_with_its_arguments(cfg, monkeypatch) -> None:
     end = _record(monkeypatch, "end_run_stage", None)
 
     assert t.synthesize.fn(cfg) == "/d" and syn == [((cfg,), {})]
-    assert t.start_run.fn(cfg, run_name="n") == "run1" and start == [((cfg,), {"run_name": "n"})]
+    assert t.start_run.fn(cfg, run_name="n") == "run1" and start == [((cfg,), {"run_name": "n", "flow_run_id": None})]
     assert t.skip_check.fn(cfg) == "same champion" and skip == [((cfg,), {})]
     assert t.evaluate.fn(cfg, "m", "/d", "/o.json") == {"m": 0.5} and ev == [((cfg, "m", "/d", "/o.json"), {})]
     assert t.log_model.fn(cfg, "run1", "/d", "/root", {"a": 1.0}, None) == "models:/m/1"
