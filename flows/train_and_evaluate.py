@@ -92,16 +92,33 @@ def _end_mlflow_run(status: str, flow_run: FlowRun) -> None:
     stages.end_run_stage(run_id, status)
 
 
+def _end_quietly(status: str, flow_run: FlowRun) -> None:
+    """Hooks never raise: an unreachable MLflow must not turn a failure into a hook crash. A run
+    left RUNNING here is ended later by ``recipe-embed reconcile`` or the next flow run."""
+    try:
+        _end_mlflow_run(status, flow_run)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        log.warning(
+            "could not end the MLflow run of flow run %s as %s (%s: %s); `recipe-embed reconcile` will",
+            getattr(flow_run, "id", "?"),
+            status,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+
+
 def on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
-    _end_mlflow_run("FAILED", flow_run)
+    _end_quietly("FAILED", flow_run)
 
 
 def on_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
-    _end_mlflow_run("KILLED", flow_run)
+    _end_quietly("KILLED", flow_run)
 
 
 def on_crashed(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
-    _end_mlflow_run("FAILED", flow_run)
+    _end_quietly("FAILED", flow_run)
 
 
 # --- the flow ------------------------------------------------------------------------------------------
@@ -151,7 +168,9 @@ def train_and_evaluate(
     cfg = config_from_parameters(profile, overrides)
     logger.info("config: profile %s, data under %s", cfg.profile, cfg.paths.data_dir)
 
-    run_id = t.start_run(cfg, run_name=run_name or runtime.flow_run.name or None)
+    t.reconcile(cfg)  # end runs left RUNNING by dead processes before starting ours
+    flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    run_id = t.start_run(cfg, run_name=run_name or runtime.flow_run.name or None, flow_run_id=flow_run_id)
     _remember_run(run_id)
 
     data_dir, cached = _synthesize(cfg)

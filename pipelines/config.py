@@ -93,6 +93,9 @@ class SynthesisConfig(_Frozen):
 
 class ValidationConfig(_Frozen):
     max_reject_fraction: float = Field(0.01, ge=0, le=1, description="Fail (exit 1) above this share.")
+    max_text_bytes: int = Field(
+        100_000, ge=1, description="Reject a text above this many UTF-8 bytes as too_large, before tokenizing."
+    )
 
 
 class ModelConfig(_Frozen):

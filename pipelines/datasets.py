@@ -3,9 +3,10 @@
 ``DIR/train.parquet``, ``DIR/validation.parquet``, ``DIR/eval.parquet`` hold accepted pairs
 (``anchor, positive, intent, group_id``); ``DIR/rejects.parquet`` every rejected row with its
 ``split``, its input ``row`` and one ``reason``; ``DIR/manifest.json`` the counts, the sha256 of
-each file, the seed, the catalog digest and the resolved config. Each file is replaced atomically;
-the old manifest is removed first and the new one written last, so a killed run leaves no manifest
-that describes files it did not finish (``read_manifest`` also re-checks every digest).
+each file, the seed, the catalog digest and the resolved config. Every file, the manifest included,
+is first written under a temp name; only when all are written (so a full disk or a kill changes
+nothing) is the old manifest removed and the files renamed into place, the manifest last, so no
+manifest ever describes files that were not finished (``read_manifest`` also re-checks every digest).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import pandas as pd
 from pipelines import __version__
 from pipelines.catalog import catalog_digest, load_catalog
 from pipelines.config import PipelineConfig
-from pipelines.errors import DataQualityError, InputError
-from pipelines.io import read_json_object, read_table, sha256_file, write_json, write_parquet
+from pipelines.errors import DataQualityError, InputError, storage_error
+from pipelines.io import StagedFiles, read_json_object, read_table, sha256_file, to_parquet
 from pipelines.schemas import PAIR_COLUMNS, SPLITS, leaked_keys, normalize_text
 from pipelines.synthesis import split_targets, synthesize
 from pipelines.validation import ValidationResult, check_splits, load_tokenizer, validate_pairs
@@ -58,7 +59,12 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
     t = time.perf_counter()
     if progress:
         progress(f"validating {len(pairs):,} pairs")
-    result = validate_pairs(pairs, max_tokens=cfg.model.max_seq_length, tokenizer=load_tokenizer(cfg.model.base_model))
+    result = validate_pairs(
+        pairs,
+        max_tokens=cfg.model.max_seq_length,
+        tokenizer=load_tokenizer(cfg.model.base_model),
+        max_text_bytes=cfg.validation.max_text_bytes,
+    )
     timings["validate_s"] = time.perf_counter() - t
 
     targets = split_targets(cfg.synthesis)
@@ -127,7 +133,12 @@ def validate_file(path: Path, out_dir: Path, cfg: PipelineConfig, progress: Prog
 
     if progress:
         progress(f"validating {len(pairs):,} rows of {path}")
-    result = validate_pairs(pairs, max_tokens=cfg.model.max_seq_length, tokenizer=load_tokenizer(cfg.model.base_model))
+    result = validate_pairs(
+        pairs,
+        max_tokens=cfg.model.max_seq_length,
+        tokenizer=load_tokenizer(cfg.model.base_model),
+        max_text_bytes=cfg.validation.max_text_bytes,
+    )
     result.rejects["row"] = pairs.index.to_numpy()[result.rejects["row"].to_numpy()]
     extra = {
         "kind": "validated",
@@ -227,22 +238,41 @@ def _write(
     progress: Progress,
 ) -> dict[str, Any]:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, out_dir, "cannot create") from exc
     if progress:
         progress(f"writing {out_dir}")
+    with StagedFiles() as staged:  # every file under a temp name until all are written
+        manifest = _stage(staged, out_dir, accepted, result, cfg, extra, shortfalls)
+        staged.commit(before_rename=lambda: (out_dir / MANIFEST).unlink(missing_ok=True))
+    return manifest
+
+
+def _stage(
+    staged: StagedFiles,
+    out_dir: Path,
+    accepted: pd.DataFrame,
+    result: ValidationResult,
+    cfg: PipelineConfig,
+    extra: dict[str, Any],
+    shortfalls: list[str],
+) -> dict[str, Any]:
     files: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[str, Any]] = {}
     for split, name in FILES.items():
         part = accepted[accepted["split"] == split][list(PAIR_COLUMNS)].reset_index(drop=True)
-        write_parquet(part, out_dir / name)
-        files[name] = {"sha256": sha256_file(out_dir / name), "rows": len(part)}
+        tmp = staged.path(out_dir / name)
+        to_parquet(part, tmp, out_dir / name)
+        files[name] = {"sha256": sha256_file(tmp), "rows": len(part)}
         counts[split] = {
             "total": len(part),
             "by_intent": {k: int(v) for k, v in part["intent"].value_counts().sort_index().items()},
         }
-    write_parquet(result.rejects, out_dir / REJECTS)
-    files[REJECTS] = {"sha256": sha256_file(out_dir / REJECTS), "rows": len(result.rejects)}
+    tmp = staged.path(out_dir / REJECTS)
+    to_parquet(result.rejects, tmp, out_dir / REJECTS)
+    files[REJECTS] = {"sha256": sha256_file(tmp), "rows": len(result.rejects)}
 
     by_split = {s: int((result.rejects["split"] == s).sum()) for s in SPLITS}
     fraction = result.reject_fraction
@@ -271,7 +301,11 @@ def _write(
         "digests": {name: info["sha256"] for name, info in files.items()},
         "config": cfg.model_dump(mode="json"),
     }
-    write_json(manifest, out_dir / MANIFEST)
+    manifest_tmp = staged.path(out_dir / MANIFEST)  # staged last: renamed into place last
+    try:
+        manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise storage_error(exc, out_dir / MANIFEST) from exc
     return manifest
 
 

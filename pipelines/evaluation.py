@@ -147,6 +147,12 @@ def load_model(name: str | Path, device: str | None = None) -> SentenceTransform
 
     try:
         return SentenceTransformer(path, device=device)
+    except BrokenPipeError:  # our stdout/stderr lost its reader, not a model problem: drop output, retry
+        from pipelines.stdio import detach_broken_stdio
+
+        if not detach_broken_stdio():
+            raise
+        return SentenceTransformer(path, device=device)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{name}: cannot load model: {first}") from exc

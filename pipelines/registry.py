@@ -254,17 +254,41 @@ def find_version(c: MlflowClient, name: str, run_id: str) -> ModelVersion | None
 
 
 def register_version(cfg: PipelineConfig, run_id: str, model_uri: str) -> ModelVersion:
-    """Register ``model_uri`` as a version of the model; a rerun for the same run reuses its version."""
+    """Register ``model_uri`` as a version of the model; a rerun for the same run reuses its version.
+
+    Safe against two processes registering one run at once: the check-then-register step holds a
+    file lock keyed by the tracking URI (re-entered harmlessly under the promotion lock, which is a
+    different file), and any duplicate that still appears (two hosts on one server) is deleted,
+    keeping the lowest version for the run.
+    """
     import mlflow
+
+    from pipelines.locks import file_lock, lock_path
 
     c = tracking.client(cfg)
     name = cfg.registry.model_name
-    existing = find_version(c, name, run_id)
-    if existing is not None:
-        return existing
-    mv = mlflow.register_model(model_uri, name, tags={RUN_ID_TAG: run_id})
-    describe_model(cfg, c)
-    return c.get_model_version(name, str(mv.version))
+    uri = tracking.resolve_tracking_uri(cfg)
+    with file_lock(lock_path(uri, f"register-{name}"), cfg.registry.lock_timeout_s):
+        existing = find_version(c, name, run_id)
+        if existing is None:
+            mv = mlflow.register_model(model_uri, name, tags={RUN_ID_TAG: run_id})
+            mine = str(mv.version)
+            describe_model(cfg, c)
+        else:
+            mine = str(existing.version)
+        return _dedupe_versions(c, name, run_id, mine)
+
+
+def _dedupe_versions(c: MlflowClient, name: str, run_id: str, mine: str) -> ModelVersion:
+    """Keep the lowest version registered for ``run_id``; delete ``mine`` if it is a later duplicate."""
+    from mlflow.exceptions import MlflowException
+
+    lowest = find_version(c, name, run_id)
+    keep = str(lowest.version) if lowest is not None else mine
+    if keep != mine:
+        with contextlib.suppress(MlflowException):
+            c.delete_model_version(name, mine)
+    return c.get_model_version(name, keep)
 
 
 def model_description(cfg: PipelineConfig) -> str:
@@ -285,11 +309,11 @@ def describe_model(cfg: PipelineConfig, c: MlflowClient) -> None:
 
 
 def default_lock(cfg: PipelineConfig) -> AbstractContextManager[Any]:
-    """A file lock under the data directory (one host); a flow may inject a distributed lock instead."""
-    from pipelines.locks import file_lock
+    """The promotion lock keyed by the tracking URI (see :mod:`pipelines.locks`); a flow may inject
+    a factory that also holds a distributed lock."""
+    from pipelines.locks import registry_lock
 
-    root = Path(cfg.paths.data_dir).expanduser().resolve()
-    return file_lock(root / "locks" / f"registry-{cfg.registry.model_name}.lock", cfg.registry.lock_timeout_s)
+    return registry_lock(cfg)()
 
 
 def _decision_tags(decision: Decision) -> dict[str, str]:

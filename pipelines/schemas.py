@@ -35,6 +35,7 @@ REASONS = (
     "not_text",  # a value that is not a string (a number, a list, ...)
     "blank",  # empty or whitespace only
     "invalid_text",  # control characters, lone surrogates, U+FFFD
+    "too_large",  # more UTF-8 bytes than validation.max_text_bytes (never tokenized)
     "too_long",  # more tokens than model.max_seq_length (with [CLS]/[SEP])
     "same_text",  # anchor equals positive (normalized)
     "duplicate",  # the same (anchor, positive) as an earlier row (normalized)
@@ -157,6 +158,10 @@ class PairSchema(pa.DataFrameModel):
     @pa.check("anchor_status", "positive_status", name="invalid_text")
     def _invalid_text(cls, s: pd.Series) -> pd.Series:
         return s != "invalid_text"
+
+    @pa.check("anchor_status", "positive_status", name="too_large")
+    def _too_large(cls, s: pd.Series) -> pd.Series:
+        return s != "too_large"
 
     # Row-level checks judge only rows whose texts are fine; the others already have a reason.
 

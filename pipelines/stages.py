@@ -126,10 +126,16 @@ def default_model_root(cfg: PipelineConfig) -> Path:
 
 
 def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, resume: bool = False) -> str:
+    from pipelines.errors import is_out_of_memory, out_of_memory
     from pipelines.training import train
 
     root = Path(out_dir) if out_dir else default_model_root(cfg)
-    train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
+    try:
+        train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, cfg.training.per_device_batch_size) from exc
+        raise
     return str(root)
 
 
@@ -155,7 +161,9 @@ def score_stage(cfg: PipelineConfig, model: str, data_dir: str) -> Scores:
 
 def _score(cfg: PipelineConfig, model: str, data_dir: str) -> tuple[Any, Scores]:
     from pipelines.evaluation import load_pairs, score_pairs
+    from pipelines.stdio import detach_broken_stdio
 
+    detach_broken_stdio()  # a dead worker's pipe must not fail the evaluation
     pairs = load_pairs(Path(data_dir) / "eval.parquet")
     return pairs, score_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
 
@@ -194,11 +202,14 @@ def run_tags(cfg: PipelineConfig) -> dict[str, str]:
     return tags
 
 
-def start_run_stage(cfg: PipelineConfig, run_name: str | None = None) -> str:
+def start_run_stage(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str | None = None) -> str:
+    """Start the MLflow run, tagged with its owner (host, pid, pid start time, Prefect flow run id)
+    so :mod:`pipelines.reconcile` can end it if its process dies."""
     from pipelines import tracking
+    from pipelines.reconcile import owner_tags
 
     tracking.connect(cfg)
-    return tracking.start_run(cfg, run_name=run_name, tags=run_tags(cfg))
+    return tracking.start_run(cfg, run_name=run_name, tags={**run_tags(cfg), **owner_tags(flow_run_id)})
 
 
 FORCE_HINT = (
@@ -359,10 +370,17 @@ def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
 # --- the whole pipeline without Prefect ---------------------------------------------------------
 
 
-def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Callable[[str], None] = print) -> dict:
+def run_pipeline(
+    cfg: PipelineConfig,
+    *,
+    run_name: str | None = None,
+    echo: Callable[[str], None] = print,
+    lock: Lock | None = None,
+) -> dict:
     """synthesize -> validate -> train -> evaluate -> log -> promote, in this process.
 
-    Returns the same report dict as the Prefect flow (see :mod:`pipelines.report`).
+    Returns the same report dict as the Prefect flow (see :mod:`pipelines.report`). ``lock``: the
+    promotion lock factory (default: the file lock keyed by the tracking URI, :mod:`pipelines.locks`).
     """
     from pipelines import tracking
 
@@ -396,7 +414,9 @@ def run_pipeline(cfg: PipelineConfig, *, run_name: str | None = None, echo: Call
         echo("[4/5] log to MLflow")
         model_uri = log_stage(cfg, run_id, data_dir, model_root, candidate, base)
         echo("[5/5] champion/challenger")
-        decision = promote_stage(cfg, run_id, model_uri, data_dir, candidate, base=base, model_root=model_root)
+        decision = promote_stage(
+            cfg, run_id, model_uri, data_dir, candidate, lock=lock, base=base, model_root=model_root
+        )
         report.update(model_root=model_root, model_uri=model_uri, decision=decision)
         report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
         report["mlflow_url"] = tracking_ui_url(cfg, run_id)

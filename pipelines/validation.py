@@ -8,6 +8,15 @@ Token lengths use the base model's own tokenizer (``tokenizer.json`` via the ``t
 special tokens included, no truncation). Texts that cannot exceed the limit are not tokenized: for
 ASCII text every token covers at least one non-space character, so ``2 + non-space chars <= limit``
 proves the text fits.
+
+Two guards keep a hostile cell from slipping through or exhausting memory:
+
+- a text above ``max_text_bytes`` UTF-8 bytes is rejected as ``too_large`` from its Arrow byte length
+  alone, before any regex, normalization or tokenizer sees it (in ``rejects.parquet`` it is kept cut
+  to its first :data:`REJECT_PREVIEW_CHARS` characters plus a note of its size);
+- a word longer than WordPiece's ``max_input_chars_per_word`` becomes a single ``[UNK]`` in the
+  tokenizer (so a 50 MB word "is" 3 tokens); such a word counts as one token per character here, so
+  a text the model could not really read is rejected as ``too_long`` whatever the shortcut says.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from pipelines.schemas import (
 )
 
 _SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
+REJECT_PREVIEW_CHARS = 1000
+"""A ``too_large`` text is kept in rejects.parquet cut to this many characters."""
 
 
 @dataclass
@@ -123,8 +134,11 @@ def _exact_counts(texts: np.ndarray, ascii_: np.ndarray, tokenizer: Any) -> list
     if fast.any():
         pieces = [_ASCII_PIECES.findall(t) for t in texts[fast]]
         vocab = sorted({w.lower() for ws in pieces for w in ws})
-        enc = tokenizer.encode_batch(vocab, add_special_tokens=False)
-        per_word = {w: len(e.ids) for w, e in zip(vocab, enc, strict=True)}
+        max_chars = _max_chars_per_word(tokenizer)
+        short = [w for w in vocab if len(w) <= max_chars]
+        enc = tokenizer.encode_batch(short, add_special_tokens=False)
+        per_word = {w: len(e.ids) for w, e in zip(short, enc, strict=True)}
+        per_word.update({w: len(w) for w in vocab if len(w) > max_chars})  # [UNK] would hide it: count chars
         counts[fast] = [_SPECIAL_TOKENS + sum(per_word[w.lower()] for w in ws) for ws in pieces]
     if (~fast).any():
         rest = texts[~fast]
@@ -135,11 +149,21 @@ def _exact_counts(texts: np.ndarray, ascii_: np.ndarray, tokenizer: Any) -> list
     return counts.tolist()
 
 
+def _max_chars_per_word(tokenizer: Any) -> int:
+    """WordPiece's ``max_input_chars_per_word`` (longer words become one ``[UNK]``); 100 if unreadable."""
+    try:
+        return int(tokenizer.model.max_input_chars_per_word)
+    except (AttributeError, TypeError, ValueError):
+        return 100
+
+
 def _int(arr: Any) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def prepare_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> pd.DataFrame:
+def prepare_pairs(
+    df: pd.DataFrame, *, max_tokens: int, tokenizer: Any, max_text_bytes: int | None = None
+) -> pd.DataFrame:
     """The pair columns plus the working columns :class:`~pipelines.schemas.PairSchema` checks."""
     missing = [c for c in (*PAIR_COLUMNS, "split") if c not in df.columns]
     if missing:
@@ -155,7 +179,15 @@ def prepare_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> pd.Da
             work.loc[fix, col] = work.loc[fix, col].map(_escape)
     for col in ("anchor", "positive"):
         arr, encodable = to_arrow(work[col])  # once per column
+        large = np.zeros(len(work), dtype=bool)
+        if max_text_bytes is not None:
+            large = _int(pc.binary_length(arr)) > max_text_bytes
+            if large.any():  # never scan, normalize or tokenize an oversized text
+                arr = pc.if_else(pa_arrow.array(~large), arr, pa_arrow.scalar(None, arr.type))
         status = text_status_arrow(work[col], arr, encodable)
+        if large.any():
+            status = status.where(~large, "too_large")
+            work.loc[large, col] = work.loc[large, col].map(_preview)
         ok = (status == "ok").to_numpy()
         ok_arr = pc.if_else(pa_arrow.array(ok), arr, pa_arrow.scalar(None, arr.type))
         work[f"{col}_status"] = status
@@ -167,13 +199,25 @@ def prepare_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> pd.Da
     return work
 
 
+def _preview(v: Any) -> Any:
+    if not isinstance(v, str):
+        return v
+    size = len(v.encode("utf-8", "surrogatepass"))
+    return f"{v[:REJECT_PREVIEW_CHARS]}...[cut: {size:,} bytes in all]"
+
+
 def _escape(v: Any) -> Any:
     return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
 
 
-def validate_pairs(df: pd.DataFrame, *, max_tokens: int, tokenizer: Any) -> ValidationResult:
-    """Validate ``anchor, positive, intent, group_id, split`` rows (train rows first, then validation, eval)."""
-    work = prepare_pairs(df, max_tokens=max_tokens, tokenizer=tokenizer)
+def validate_pairs(
+    df: pd.DataFrame, *, max_tokens: int, tokenizer: Any, max_text_bytes: int | None = None
+) -> ValidationResult:
+    """Validate ``anchor, positive, intent, group_id, split`` rows (train rows first, then validation, eval).
+
+    ``max_text_bytes``: texts above it are rejected as ``too_large`` before tokenizing (None: no limit).
+    """
+    work = prepare_pairs(df, max_tokens=max_tokens, tokenizer=tokenizer, max_text_bytes=max_text_bytes)
     reason = pd.Series(None, index=work.index, dtype=object)
     try:
         pair_schema(max_tokens).validate(work, lazy=True)

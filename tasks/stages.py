@@ -12,9 +12,8 @@ Policy per task:
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,9 @@ from prefect.logging import get_run_logger
 
 from pipelines import stages
 from pipelines.config import PipelineConfig
+from tasks.locks import PROMOTION_LOCK as PROMOTION_LOCK  # re-exported: the flow uses t.promotion_lock
+from tasks.locks import promotion_lock as promotion_lock
 from tasks.training_proc import train_in_subprocess
-
-PROMOTION_LOCK = "recipe-embedder-promotion"
-"""Prefect global concurrency limit (1 slot) serialising promotions in the model registry."""
 
 TRAIN_TIMEOUT_S = float(os.environ.get("RECIPE_EMBED_TRAIN_TIMEOUT_S", 6 * 3600))
 """Training child deadline; the task's own timeout adds a minute for the clean stop."""
@@ -55,37 +53,18 @@ def result_storage_for(cfg: PipelineConfig) -> Path:
     return path
 
 
-# --- the registry lock ---------------------------------------------------------------------------
+# --- retries ---------------------------------------------------------------------------------------
 
 
-def ensure_global_limit(name: str = PROMOTION_LOCK, limit: int = 1) -> None:
-    """Create the global concurrency limit ``name`` if it is missing (Prefect no longer auto-creates)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+def retry_unless_out_of_memory(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: an out-of-memory failure is not retried (it would fail again)."""
+    from pipelines.errors import is_out_of_memory
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
-
-
-@contextlib.contextmanager
-def _hold_promotion_slot(name: str, timeout_s: float) -> Iterator[None]:
-    from prefect.concurrency.sync import concurrency
-
-    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
-        yield
-
-
-def promotion_lock(
-    cfg: PipelineConfig, name: str = PROMOTION_LOCK
-) -> Callable[[], contextlib.AbstractContextManager[None]]:
-    """A context-manager factory: each call returns a context holding the registry lock's one slot."""
-    ensure_global_limit(name)
-    return functools.partial(_hold_promotion_slot, name, cfg.registry.lock_timeout_s)
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as exc:
+        return not is_out_of_memory(exc)
+    return True
 
 
 # --- tasks -----------------------------------------------------------------------------------------
@@ -109,8 +88,48 @@ def synthesize(cfg: PipelineConfig) -> str:
     retries=MLFLOW_RETRIES,
     retry_delay_seconds=MLFLOW_RETRY_DELAYS,
 )
-def start_run(cfg: PipelineConfig, run_name: str | None = None) -> str:
-    return stages.start_run_stage(cfg, run_name=run_name)
+def start_run(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str | None = None) -> str:
+    return stages.start_run_stage(cfg, run_name=run_name, flow_run_id=flow_run_id)
+
+
+def prefect_flow_run_state(flow_run_id: str) -> str | None:
+    """The Prefect state type of a flow run (``CRASHED`` ...), ``DELETED`` if gone, None if unknown."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run_uuid = uuid.UUID(str(flow_run_id))
+    except ValueError:
+        return None
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_uuid)
+    except ObjectNotFound:
+        return "DELETED"
+    except Exception:
+        return None
+    return run.state.type.value if run.state is not None else None
+
+
+@task(name="reconcile", cache_policy=NONE, timeout_seconds=600)
+def reconcile(cfg: PipelineConfig) -> list[dict[str, str]]:
+    """End runs left RUNNING by dead processes and settle undecided versions; never fails the flow."""
+    from pipelines import reconcile as rc
+    from pipelines import tracking
+
+    logger = get_run_logger()
+    try:
+        tracking.connect(cfg)
+        findings = rc.reconcile(cfg, flow_run_state=prefect_flow_run_state, lock=promotion_lock(cfg))
+    except Exception as exc:  # reconciliation is housekeeping: report it, go on with the run
+        logger.warning("reconcile failed: %s: %s", type(exc).__name__, exc)
+        return [{"kind": "error", "id": "", "action": "none", "reason": f"{type(exc).__name__}: {exc}"}]
+    for f in findings:
+        if f.action != "kept":
+            logger.info("reconcile: %s %s %s (%s)", f.kind, f.id, f.action, f.reason)
+    return [f.to_dict() for f in findings]
 
 
 @task(
@@ -135,12 +154,25 @@ def mark_skipped(cfg: PipelineConfig, run_id: str, reason: str) -> None:
     stages.mark_skipped_stage(cfg, run_id, reason)
 
 
-@task(name="fine-tune", cache_policy=NONE, retries=0, timeout_seconds=TRAIN_TIMEOUT_S + 60)
+@task(
+    name="fine-tune",
+    cache_policy=NONE,
+    retries=0,
+    retry_condition_fn=retry_unless_out_of_memory,
+    timeout_seconds=TRAIN_TIMEOUT_S + 60,
+)
 def train(cfg: PipelineConfig, data_dir: str, out_dir: str) -> str:
     return train_in_subprocess(cfg, data_dir, out_dir, timeout_s=TRAIN_TIMEOUT_S, logger=get_run_logger())
 
 
-@task(name="evaluate", cache_policy=NONE, retries=1, retry_delay_seconds=5, timeout_seconds=3600)
+@task(
+    name="evaluate",
+    cache_policy=NONE,
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_out_of_memory,
+    timeout_seconds=3600,
+)
 def evaluate(cfg: PipelineConfig, model: str, data_dir: str, out_json: str) -> dict[str, float]:
     return stages.evaluate_stage(cfg, model, data_dir, out_json)
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from pipelines.cli import _common, data, model, pipeline, registry
+from pipelines.cli import _common, data, model, pipeline, recover, registry
 
 app = typer.Typer(
     name="recipe-embed",
@@ -26,11 +26,15 @@ _common.register(app)
 data.register(app)
 model.register(app)
 registry.register(app)
+recover.register(app)
 pipeline.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: known errors become one line on stderr and an exit code."""
+    from pipelines import lifeline
+
+    lifeline.install()  # a child of a training task: end when that task's process ends
     _common.quiet_third_party()
     try:
         app(args=argv, standalone_mode=True)

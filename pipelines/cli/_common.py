@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -14,9 +15,10 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from pipelines.config import PROFILE_CHOICES, ConfigError, PipelineConfig, load_config
-from pipelines.errors import RecipeEmbedError
+from pipelines.errors import RecipeEmbedError, storage_error
 
-HANDLED = (RecipeEmbedError, ConfigError)
+HANDLED = (RecipeEmbedError, ConfigError, OSError)
+"""OSError: disk full, read-only, permission denied -> one line with the path and the cause, exit 1."""
 
 ProfileOpt = Annotated[
     str | None,
@@ -37,8 +39,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def die(exc: BaseException) -> NoReturn:
+    if isinstance(exc, OSError):  # a disk or file-system error not wrapped at the write layer
+        exc = storage_error(exc, action="")
     code = exc.exit_code if isinstance(exc, RecipeEmbedError) else 2
-    typer.echo(f"recipe-embed: error: {exc}", err=True)
+    with contextlib.suppress(OSError):  # stderr itself may be gone (a closed pipe): the exit code still tells
+        typer.echo(f"recipe-embed: error: {exc}", err=True)
     sys.exit(code)
 
 
@@ -57,6 +62,19 @@ def handle_errors(fn: F) -> F:
 
 def resolve(profile: str | None, config: Path | None, sets: list[str] | None, **extra: Any) -> PipelineConfig:
     return load_config(profile, file=config, sets=tuple(sets or ()), overrides=extra or None)
+
+
+def promotion_lock(cfg: PipelineConfig) -> Any:
+    """The promotion lock every entry point takes (see :mod:`pipelines.locks`): the file lock keyed by
+    the tracking URI, plus the Prefect global concurrency slot when ``PREFECT_API_URL`` is set (the
+    Prefect side lives in ``tasks.locks``; it is imported only then)."""
+    from pipelines.locks import registry_lock
+
+    if os.environ.get("PREFECT_API_URL"):
+        from tasks.locks import promotion_lock as with_prefect_slot
+
+        return with_prefect_slot(cfg)
+    return registry_lock(cfg)
 
 
 def quiet_third_party() -> None:

@@ -77,6 +77,7 @@ def register(app: typer.Typer) -> None:
         cfg = resolve(profile, config, set_)
         if not data.is_dir():
             raise InputError(f"{data}: no such dataset directory")
+        from pipelines.errors import is_out_of_memory, out_of_memory
         from pipelines.training import CHECKPOINTS_SUBDIR, MODEL_SUBDIR, train
 
         if resume and overwrite:
@@ -90,7 +91,12 @@ def register(app: typer.Typer) -> None:
                 "or --overwrite to delete it and start over"
             )
 
-        result = train(data, out, cfg.model, cfg.training, resume=resume, progress=True)
+        try:
+            result = train(data, out, cfg.model, cfg.training, resume=resume, progress=True)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory(exc, cfg.training.per_device_batch_size) from exc
+            raise
         typer.echo(f"model: {result.model_dir}")
         typer.echo(f"best checkpoint: {result.best_checkpoint or '-'}")
         if result.loss_history:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, resolve
+from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, promotion_lock, resolve
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,6 @@ def register(app: typer.Typer) -> None:
         from pipelines import report, stages
 
         cfg = resolve(profile, config, set_)
-        result = stages.run_pipeline(cfg, run_name=run_name, echo=typer.echo)
+        result = stages.run_pipeline(cfg, run_name=run_name, echo=typer.echo, lock=promotion_lock(cfg))
         typer.echo("")
         typer.echo(report.to_text(result))

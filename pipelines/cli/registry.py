@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, resolve
+from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, promotion_lock, resolve
 from pipelines.errors import InputError
 from pipelines.metrics import Scores
 
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"scoring {uri} on {Path(data_dir) / 'eval.parquet'}", err=True)
             return score_stage(cfg, uri, data_dir)
 
-        decision = registry.promote(cfg, run_id, model_uri, candidate, evaluate)
+        decision = registry.promote(cfg, run_id, model_uri, candidate, evaluate, lock=promotion_lock(cfg))
         if as_json:
             typer.echo(json.dumps(decision.to_dict(), indent=2, sort_keys=True))
             return

@@ -112,7 +112,7 @@ def test_first_failing_check_wins(tok) -> None:
     # missing beats everything
     _, rejects = check([(None, "\x00" * 500)], tok)
     assert rejects["reason"].tolist() == ["missing"]
-    assert list(REASONS) == ["missing", "not_text", "blank", "invalid_text", "too_long", "same_text",
+    assert list(REASONS) == ["missing", "not_text", "blank", "invalid_text", "too_large", "too_long", "same_text",
                              "duplicate", "leakage"]  # fmt: skip
 
 
@@ -155,7 +155,9 @@ def test_empty_input(tok) -> None:
 
 
 def test_word_level_token_count_equals_the_tokenizer(tok) -> None:
-    """The fast path (one tokenizer call per distinct word) gives the tokenizer's own counts."""
+    """The fast path (one tokenizer call per distinct word) gives the tokenizer's own counts, except for
+    words over WordPiece's 100-character limit ([UNK]), which count one per character on purpose
+    (tests/data/test_text_limits.py)."""
     import numpy as np
 
     from pipelines.catalog import load_catalog
@@ -165,7 +167,7 @@ def test_word_level_token_count_equals_the_tokenizer(tok) -> None:
 
     assert _is_bert_wordpiece(tok)
     pairs = synthesize(load_catalog(CatalogConfig()), SynthesisConfig(n_train=1500, n_eval=300))
-    extra = ["Hello, world! It's 10min (abc) a/b ~x_y `q` {z}|[w]^@#$%&*+=<>\\", "x" * 150, "a-b--c...d"]
+    extra = ["Hello, world! It's 10min (abc) a/b ~x_y `q` {z}|[w]^@#$%&*+=<>\\", "x" * 100, "a-b--c...d"]
     texts = np.array([*pairs["anchor"], *pairs["positive"], *extra], dtype=object)
     fast = _exact_counts(texts, np.array([t.isascii() for t in texts]), tok)
     assert fast == [len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=True)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +42,16 @@ class FakeStages:
         self.ended: list[tuple[str, str]] = []
         self.lock_held = False
         self.marked: list[tuple[str, str]] = []
+        self.flow_run_ids: list[str | None] = []
+        self.reconciled: list[tuple[Any, Any]] = []
+        self.fail_reconcile = False
 
     def install(self, mp: pytest.MonkeyPatch) -> None:
         mp.setattr(stages, "dataset_key", lambda cfg: self.key)
         mp.setattr(stages, "synthesize_stage", self.synthesize)
         mp.setattr(stages, "dataset_is_complete", lambda p: (Path(p) / "manifest.json").exists())
-        mp.setattr(stages, "start_run_stage", lambda cfg, run_name=None: self._call("start", "run-123"))
+        mp.setattr(stages, "start_run_stage", self.start_run)
+        mp.setattr("pipelines.reconcile.reconcile", self.reconcile)
         mp.setattr(stages, "should_skip_training", lambda cfg: self._call("skip_check", self.skip))
         mp.setattr(stages, "mark_skipped_stage", lambda cfg, run_id, reason: self.marked.append((run_id, reason)))
         mp.setattr(stages, "default_model_root", lambda cfg: self.tmp_path / "models" / "m1")
@@ -56,6 +62,16 @@ class FakeStages:
         mp.setattr(stages, "end_run_stage", lambda run_id, status="FINISHED": self.ended.append((run_id, status)))
         mp.setattr(stages, "tracking_ui_url", lambda cfg, run_id: f"http://mlflow.test/#/runs/{run_id}")
         mp.setattr("pipelines.tracking.connect", lambda cfg: "sqlite://")
+
+    def start_run(self, cfg, run_name=None, flow_run_id=None) -> str:
+        self.flow_run_ids.append(flow_run_id)
+        return self._call("start", "run-123")
+
+    def reconcile(self, cfg, flow_run_state=None, lock=None, dry_run=False):
+        self.reconciled.append((flow_run_state, lock))
+        if self.fail_reconcile:
+            raise RuntimeError("tracking store unreachable")
+        return []
 
     def _call(self, name: str, result: Any) -> Any:
         self.calls.append(name)
@@ -162,6 +178,41 @@ def test_failure_ends_the_mlflow_run_failed(prefect_api, tmp_path, monkeypatch) 
     with pytest.raises(RuntimeError, match="boom in training"):
         fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
     assert fake.ended == [("run-123", "FAILED")]
+
+
+def test_flow_reconciles_first_and_tags_its_run_with_the_flow_run_id(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path, key="k-rec")
+    fake.install(monkeypatch)
+    fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    assert len(fake.reconciled) == 1
+    state_fn, lock = fake.reconciled[0]
+    assert state_fn is t.prefect_flow_run_state and callable(lock)
+    assert fake.flow_run_ids and fake.flow_run_ids[0]  # the Prefect flow run id reaches the MLflow run's tags
+    assert t.prefect_flow_run_state(str(fake.flow_run_ids[0])) == "COMPLETED"  # what reconcile reads
+    assert t.prefect_flow_run_state(str(uuid.uuid4())) == "DELETED"
+
+
+def test_a_failing_reconcile_does_not_fail_the_flow(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path, key="k-rec2")
+    fake.fail_reconcile = True
+    fake.install(monkeypatch)
+    report = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path))
+    assert report["decision"]["promote"] is True and fake.ended == [("run-123", "FINISHED")]
+
+
+@pytest.mark.parametrize("hook", [fte.on_failure, fte.on_crashed, fte.on_cancellation])
+def test_hooks_never_raise_when_mlflow_is_down(hook, monkeypatch, caplog) -> None:
+    from prefect.client.schemas.objects import FlowRun
+
+    def down(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise ConnectionError("MLflow tracking server at http://127.0.0.1:1 is unreachable")
+
+    monkeypatch.setattr(fte, "_RUN_IDS", {})
+    run = FlowRun(flow_id=uuid.uuid4(), labels={fte.RUN_ID_LABEL: "abc"}, parameters={"profile": "smoke"})
+    monkeypatch.setattr("pipelines.tracking.connect", down)
+    with caplog.at_level(logging.WARNING):
+        hook(None, run, None)  # must not raise
+    assert "could not end the MLflow run" in caplog.text and "reconcile" in caplog.text
 
 
 def test_bad_override_fails_with_one_line(prefect_api, tmp_path, monkeypatch) -> None:

@@ -121,9 +121,12 @@ def test_clearly_worse_candidate_is_kept_out() -> None:
 
 def test_noisy_gain_is_not_enough() -> None:
     # +0.005 on average, but per-query noise of 0.3: the interval straddles 0 -> a tie, same catalog
-    d = decide(scores(0.505, noise=0.3, seed=1), scores(0.50, noise=0.3, seed=2), REG, DIMS)
+    cand, champ = scores(0.505, noise=0.3, seed=1), scores(0.50, noise=0.3, seed=2)
+    d = decide(cand, champ, REG, DIMS, candidate_catalog="c1", champion_catalog="c1")
     assert not d.promote and d.ci_low is not None and d.ci_low < 0 < (d.ci_high or 0)
     assert "tie" in d.reason and "same catalog" in d.reason
+    d = decide(cand, champ, REG, DIMS)
+    assert not d.promote and "catalog digests are unknown" in d.reason
 
 
 def test_tie_on_a_newer_catalog_promotes_unless_switched_off() -> None:

@@ -45,7 +45,7 @@ def test_each_task_calls_its_stage_with_its_arguments(cfg, monkeypatch) -> None:
     end = _record(monkeypatch, "end_run_stage", None)
 
     assert t.synthesize.fn(cfg) == "/d" and syn == [((cfg,), {})]
-    assert t.start_run.fn(cfg, run_name="n") == "run1" and start == [((cfg,), {"run_name": "n"})]
+    assert t.start_run.fn(cfg, run_name="n") == "run1" and start == [((cfg,), {"run_name": "n", "flow_run_id": None})]
     assert t.skip_check.fn(cfg) == "same champion" and skip == [((cfg,), {})]
     assert t.evaluate.fn(cfg, "m", "/d", "/o.json") == {"m": 0.5} and ev == [((cfg, "m", "/d", "/o.json"), {})]
     assert t.log_to_mlflow.fn(cfg, "run1", "/d", "/root", {"a": 1.0}, None) == "models:/m/1"
@@ -92,11 +92,27 @@ def _script(tmp_path: Path, body: str) -> list[str]:
     return [sys.executable, str(path)]
 
 
-def test_run_streaming_streams_lines_and_returns_code(tmp_path: Path) -> None:
+def test_run_logged_writes_a_log_file_tails_it_and_returns_code(tmp_path: Path) -> None:
     lines: list[str] = []
-    argv = _script(tmp_path, "import sys\nprint('one')\nprint('two', file=sys.stderr)\nsys.exit(3)\n")
-    assert tp.run_streaming(argv, log=lines.append) == 3
-    assert lines == ["one", "two"]
+    log_file = tmp_path / "logs" / "train.log"
+    argv = _script(
+        tmp_path,
+        "import sys\nprint('one', flush=True)\nprint('two', file=sys.stderr, flush=True)\n"
+        "sys.stdout.write('no newline')\nsys.exit(3)\n",
+    )
+    assert tp.run_logged(argv, log_file=log_file, log=lines.append) == 3
+    assert lines == ["one", "two", "no newline"]
+    assert log_file.read_text() == "one\ntwo\nno newline"
+
+
+def test_child_output_is_a_file_not_a_pipe(tmp_path: Path) -> None:
+    """A pipe blocks a chatty child once its reader stops; the child's stdout must be a regular file."""
+    import stat as st
+
+    out = tmp_path / "mode"
+    argv = _script(tmp_path, f"import os, stat\nopen({str(out)!r}, 'w').write(str(os.fstat(1).st_mode))\n")
+    assert tp.run_logged(argv, log_file=tmp_path / "train.log", log=lambda _l: None) == 0
+    assert st.S_ISREG(int(out.read_text()))
 
 
 def _alive(pid: int) -> bool:
@@ -125,7 +141,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     )
     started = time.monotonic()
     with pytest.raises(tp.TrainingTimeout, match="timeout"):
-        tp.run_streaming(argv, log=lambda _l: None, timeout_s=2.0, grace_s=2.0)
+        tp.run_logged(argv, log_file=tmp_path / "t.log", log=lambda _l: None, timeout_s=2.0, grace_s=2.0)
     assert time.monotonic() - started < 20
     child, grandchild = map(int, pids.read_text().split())
     deadline = time.monotonic() + 5
@@ -161,7 +177,7 @@ def test_train_in_subprocess_passes_resolved_config_and_cleans_up(cfg, tmp_path,
 def test_train_in_subprocess_raises_with_last_line_on_failure(cfg, tmp_path, monkeypatch) -> None:
     script = _script(tmp_path, "import sys\nprint('loss is nan at step 3', flush=True)\nsys.exit(1)\n")
     monkeypatch.setattr(tp, "train_command", lambda d, o, c: script)
-    with pytest.raises(TrainingError, match="code 1: loss is nan at step 3"):
+    with pytest.raises(TrainingError, match=r"code 1: loss is nan at step 3 \(full log: .*train\.log\)"):
         tp.train_in_subprocess(cfg, "/data", str(tmp_path / "model"))
 
 

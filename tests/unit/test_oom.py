@@ -1,0 +1,82 @@
+"""Out of memory: a clear one-line error with the batch-size hint, and no retry."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.errors import OutOfMemoryError, TrainingError, is_out_of_memory, out_of_memory
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from pipelines.config import load_config
+
+    return load_config("smoke", overrides={"paths": {"data_dir": str(tmp_path / "data")}})
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        MemoryError(),
+        RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"),
+    ],
+)
+def test_cli_train_maps_out_of_memory_to_one_line_with_a_hint(tmp_path, tiny_dataset_dir, monkeypatch, exc) -> None:
+    import pipelines.training
+
+    def boom(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise exc
+
+    monkeypatch.setattr(pipelines.training, "train", boom)
+    r = runner.invoke(app, ["train", "--data", str(tiny_dataset_dir), "--out", str(tmp_path / "m"), "-p", "smoke"])
+    assert r.exit_code == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "out of memory during training" in lines[0]
+    assert "training.per_device_batch_size=" in lines[0] and "not retried" in lines[0]
+
+
+def test_other_runtime_errors_are_not_out_of_memory() -> None:
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(TrainingError("loss is nan"))
+    assert is_out_of_memory(out_of_memory(MemoryError(), 64))
+
+
+def test_child_out_of_memory_becomes_out_of_memory_error_in_the_task(cfg, tmp_path, monkeypatch) -> None:
+    from tasks import training_proc as tp
+
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import sys\nprint('step 1', flush=True)\n"
+        "print('recipe-embed: error: out of memory during training (CUDA out of memory); lower the batch size', "
+        "file=sys.stderr, flush=True)\nsys.exit(1)\n"
+    )
+    monkeypatch.setattr(tp, "train_command", lambda d, o, c: [sys.executable, str(script)])
+    with pytest.raises(OutOfMemoryError, match=r"exited with code 1: out of memory during training"):
+        tp.train_in_subprocess(cfg, "/data", str(tmp_path / "model"))
+
+
+def test_prefect_tasks_do_not_retry_out_of_memory() -> None:
+    from prefect.states import Failed
+
+    from tasks import stages as t
+
+    assert t.train.retries == 0
+    for task in (t.train, t.evaluate):
+        assert task.retry_condition_fn is t.retry_unless_out_of_memory
+    oom = Failed(data=OutOfMemoryError("out of memory during evaluation"))
+    other = Failed(data=TrainingError("connection reset"))
+    assert t.retry_unless_out_of_memory(t.evaluate, None, oom) is False
+    assert t.retry_unless_out_of_memory(t.evaluate, None, other) is True
+
+
+def test_out_of_memory_hint_halves_the_batch() -> None:
+    assert "per_device_batch_size=32" in str(out_of_memory(MemoryError(), 64))
