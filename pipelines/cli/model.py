@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -44,9 +45,23 @@ def register(app: typer.Typer) -> None:
         cfg = resolve(profile, config, set_)
         if not data.is_dir():
             raise InputError(f"{data}: no such dataset directory")
+        from pipelines import distributed
+
+        nproc = distributed.resolve_nproc(cfg.training.nproc_per_node, cfg.training.device)
+        if nproc > 1 and not distributed.in_torchrun():  # re-run this command as nproc ranks
+            argv = [sys.executable, "-m", "pipelines.cli", "train", "--data", str(data), "--out", str(out)]
+            argv += ["--profile", profile] if profile else []
+            argv += ["--config", str(config)] if config else []
+            argv += [f"--set={item}" for item in set_ or ()]
+            argv += ["--resume"] if resume else []
+            distributed.run_torchrun(argv, nproc)
+            return
         from pipelines.training import train
 
         result = train(data, out, cfg.model, cfg.training, resume=resume, progress=True)
+        distributed.shutdown()
+        if not distributed.is_main_process():
+            return
         typer.echo(f"model: {result.model_dir}")
         typer.echo(f"best checkpoint: {result.best_checkpoint or '-'}")
         if result.loss_history:
@@ -61,6 +76,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"{result.train_pairs} train pairs, {result.global_step} steps, {result.seconds:.1f} s, "
             f"{result.pairs_per_second:.1f} pairs/s on {result.device}"
+            + (f" ({result.world_size} ranks)" if result.world_size > 1 else "")
         )
 
     @app.command("evaluate")
