@@ -234,12 +234,13 @@ def failure_message(output: str, code: int) -> tuple[str, int]:
     A rank's own ``recipe-embed: error: ...`` line wins (the same error on every rank shows once);
     else torchrun's root cause (which rank, its exit code or signal); else torchrun's exit code.
     """
+    # torchrun lists the other failures (ranks it stopped) first, then the root cause
+    cause_at = output.rfind("Root Cause")
+    root = _ROOT_CAUSE.search(output, cause_at if cause_at >= 0 else 0)
     for line in output.splitlines():
         if line.startswith(ERROR_PREFIX):
-            root = _ROOT_CAUSE.search(output)
             rank_code = int(root.group(2)) if root else code
             return line.removeprefix(ERROR_PREFIX).strip(), rank_code if rank_code > 0 else code
-    root = _ROOT_CAUSE.search(output)
     if root:
         who, exitcode = int(root.group(1)), int(root.group(2))
         sig = _SIGNAL.search(output[root.start() :])
