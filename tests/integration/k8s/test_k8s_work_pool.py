@@ -58,4 +58,7 @@ def test_server_rejects_job_variables_outside_the_pool_schema(prefect_server, po
     }
     with pytest.raises(httpx.HTTPStatusError) as err:
         prefect_server.post("/deployments/", body)
-    assert err.value.response.status_code in (409, 422)
+    assert err.value.response.status_code == 422
+    assert "gpu_count" in err.value.response.text
+    body["job_variables"] = {"gpu_count": 2}  # the same request with a valid value is accepted
+    assert prefect_server.post("/deployments/", body)["job_variables"] == {"gpu_count": 2}
