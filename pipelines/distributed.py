@@ -27,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,25 @@ def run_torchrun(argv: Sequence[str], nproc: int, *, grace_s: float = 30.0) -> N
         err = TrainingError(f"distributed training on {nproc} ranks failed: {message}")
         err.exit_code = exit_code
         raise err
+
+
+def train_under_torchrun(
+    cfg: Any, data_dir: str | Path, out_dir: str | Path, nproc: int, *, resume: bool = False
+) -> None:
+    """``recipe-embed train`` for the resolved config ``cfg`` as ``nproc`` ranks (see :func:`run_torchrun`).
+
+    The config reaches the ranks as a temporary JSON file (``--config``), so every rank resolves exactly
+    the caller's config; the file is removed afterwards.
+    """
+    fd, name = tempfile.mkstemp(prefix="recipe-embed-config-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(cfg.model_dump(mode="json"), fh, indent=2)
+    try:
+        argv = [sys.executable, "-m", "pipelines.cli", "train", "--data", str(data_dir), "--out", str(out_dir)]
+        argv += ["--config", name, *(["--resume"] if resume else [])]
+        run_torchrun(argv, nproc)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:

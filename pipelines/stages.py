@@ -94,10 +94,15 @@ def default_model_root(cfg: PipelineConfig) -> Path:
 
 
 def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, resume: bool = False) -> str:
+    from pipelines import distributed
     from pipelines.training import train
 
     root = Path(out_dir) if out_dir else default_model_root(cfg)
-    train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
+    nproc = distributed.resolve_nproc(cfg.training.nproc_per_node, cfg.training.device)
+    if nproc > 1 and not distributed.in_torchrun():  # training.nproc_per_node ranks under torchrun
+        distributed.train_under_torchrun(cfg, data_dir, root, nproc, resume=resume)
+    else:
+        train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
     return str(root)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -49,12 +48,7 @@ def register(app: typer.Typer) -> None:
 
         nproc = distributed.resolve_nproc(cfg.training.nproc_per_node, cfg.training.device)
         if nproc > 1 and not distributed.in_torchrun():  # re-run this command as nproc ranks
-            argv = [sys.executable, "-m", "pipelines.cli", "train", "--data", str(data), "--out", str(out)]
-            argv += ["--profile", profile] if profile else []
-            argv += ["--config", str(config)] if config else []
-            argv += [f"--set={item}" for item in set_ or ()]
-            argv += ["--resume"] if resume else []
-            distributed.run_torchrun(argv, nproc)
+            distributed.train_under_torchrun(cfg, data, out, nproc, resume=resume)
             return
         from pipelines.training import train
 

@@ -135,8 +135,12 @@ def test_cli_train_reruns_itself_under_torchrun(tmp_path: Path, monkeypatch: pyt
 
     from pipelines.cli import app
 
-    calls: list[tuple[list[str], int]] = []
-    monkeypatch.setattr(dd, "run_torchrun", lambda argv, n: calls.append((list(argv), n)))
+    calls: list[tuple[list[str], int, dict[str, object]]] = []
+
+    def fake_run(argv: list[str], n: int) -> None:  # reads the config file while it exists
+        calls.append((list(argv), n, json.loads(Path(argv[argv.index("--config") + 1]).read_text())))
+
+    monkeypatch.setattr(dd, "run_torchrun", fake_run)
     for var in ("LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "d"
@@ -146,15 +150,39 @@ def test_cli_train_reruns_itself_under_torchrun(tmp_path: Path, monkeypatch: pyt
               "--set", "training.nproc_per_node=2", "--set", "training.device=cpu", "--resume"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    ((argv, n),) = calls
+    ((argv, n, cfg),) = calls
     assert n == 2
-    assert argv[:4] == [sys.executable, "-m", "pipelines.cli", "train"]
-    assert argv[4:] == ["--data", str(data), "--out", str(tmp_path / "o"), "--profile", "smoke",
-                        "--set=training.nproc_per_node=2", "--set=training.device=cpu", "--resume"]  # fmt: skip
+    assert argv[:8] == [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert argv[8] == "--config" and argv[10:] == ["--resume"]
+    assert not Path(argv[9]).exists()  # removed after the run
+    expected = load_config("smoke", sets=["training.nproc_per_node=2", "training.device=cpu"])
+    assert cfg == expected.model_dump(mode="json")  # the ranks get exactly the resolved config
     # inside torchrun the command trains instead of relaunching
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert dd.in_torchrun() and dd.world_size() == 2
+
+
+def test_pipeline_train_stage_also_runs_under_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines import stages
+
+    calls: list[tuple[list[str], int]] = []
+    monkeypatch.setattr(dd, "run_torchrun", lambda argv, n: calls.append((list(argv), n)))
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = load_config("smoke", sets=["training.nproc_per_node=3", "training.device=cpu"])
+    assert stages.train_stage(cfg, str(tmp_path / "d"), str(tmp_path / "m")) == str(tmp_path / "m")
+    ((argv, n),) = calls
+    assert n == 3 and argv[3:8] == ["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m")]
 
 
 def test_world_file_is_json(tmp_path: Path) -> None:
