@@ -15,6 +15,15 @@ On CPU, scale down with flags, e.g.::
 
 Data: ``pipelines.datasets.build_dataset`` (the real synthesizer) when importable, else a local
 synthetic generator.
+
+``--nproc N`` measures data-parallel scaling instead: ``recipe-embed train`` at one global batch
+(``--global-batch``, default ``--our-batch``) for ``--max-steps`` steps, first as one process (the
+reference), then as N torchrun ranks (``training.nproc_per_node=N``), both through the CLI so both pay the
+same start-up. It prints the whole job's pairs/s, pairs/s per rank and the scaling efficiency
+(N-rank pairs/s / (N x 1-rank pairs/s)). On a CPU it shows the path works (ranks share the cores);
+on a machine with N GPUs it gives the figure, e.g.::
+
+    python bench/train_throughput.py --nproc 4 --global-batch 2048 --max-steps 50
 """
 
 from __future__ import annotations
@@ -93,6 +102,69 @@ def run(label: str, data: Path, work: Path, batch: int, accum: int, args: argpar
     }
 
 
+def run_cli(label: str, data: Path, work: Path, nproc: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``recipe-embed train`` with ``nproc`` ranks at the global batch; its train_result.json."""
+    import json
+    import subprocess
+
+    out = work / label
+    sets = {
+        "training.nproc_per_node": nproc,
+        "training.global_batch_size": args.global_batch,
+        "training.max_steps": args.max_steps,
+        "training.eval_strategy": '"no"',
+        "training.logging_steps": max(1, args.max_steps // 5),
+        "training.learning_rate": args.lr,
+        "training.save_total_limit": 1,
+        "model.base_model": args.model,
+        "model.max_seq_length": args.max_seq_length,
+    }
+    cmd = [sys.executable, "-m", "pipelines.cli", "train", "--data", str(data), "--out", str(out)]
+    cmd += [f"--set={k}={v}" for k, v in sets.items()]
+    print(f"\n== ({label}) {nproc} rank(s), global batch {args.global_batch}, {args.max_steps} steps ==", flush=True)
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    subprocess.run(cmd, check=True, env=env, cwd=root)
+    result: dict[str, Any] = json.loads((out / "train_result.json").read_text())
+    return result
+
+
+def scaling(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.global_batch is None:
+        args.global_batch = args.our_batch
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        work = args.work_dir or Path(tmp)
+        n_train = max(args.n_train, args.global_batch * (args.max_steps + 1))
+        data, source = build_data(work / "data", n_train, args.n_eval, args.seed)
+        one = run_cli("one-rank", data, work, 1, args)
+        many = run_cli(f"{args.nproc}-ranks", data, work, args.nproc, args)
+    gpu = torch.cuda.is_available()
+    device = (
+        f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if gpu else f"cpu ({os.cpu_count()} cores)"
+    )
+    print(f"\ndevice: {device}; model: {args.model}; max_seq_length {args.max_seq_length}; data: {source}")
+    print(
+        f"global batch {args.global_batch}; {args.max_steps} steps; reference: the 1-rank run at the same global batch"
+    )
+    print()
+    print("| run        | ranks | per-rank batch | pairs | train s | pairs/s (job) | pairs/s per rank |")
+    print("|------------|-------|----------------|-------|---------|---------------|------------------|")
+    for label, r in (("1 rank", one), (f"{args.nproc} ranks", many)):
+        n = int(r.get("world_size", 1))
+        pps = float(r["pairs_per_second"])
+        train_s = float(r["seconds"]) - float(r["eval_seconds"])
+        print(
+            f"| {label:<10} | {n:>5} | {r['settings']['per_device_batch_size']:>14} | {r['settings']['pairs_seen']:>5} "
+            f"| {train_s:>7.1f} | {pps:>13.1f} | {pps / n:>16.1f} |"
+        )
+    speedup = float(many["pairs_per_second"]) / float(one["pairs_per_second"])
+    print()
+    print(f"speed-up {args.nproc} ranks / 1 rank: {speedup:.2f}x; scaling efficiency: {speedup / args.nproc:.0%}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -113,8 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--work-dir", type=Path, default=None, help="keep data and models here (default: temp)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--nproc", type=int, default=0, help="measure N-rank scaling against 1 rank (see above)")
+    ap.add_argument("--global-batch", type=int, default=None, help="--nproc: pairs per step over all ranks")
+    ap.add_argument("--max-steps", type=int, default=50 if gpu else 6, help="--nproc: steps per run")
     args = ap.parse_args(argv)
     args.dims = tuple(int(d) for d in args.dims.split(","))
+    if args.nproc:
+        if args.nproc < 2:
+            ap.error("--nproc needs at least 2 (it is compared with 1 rank)")
+        return scaling(args)
 
     from pipelines.evaluation import evaluate_pairs
 

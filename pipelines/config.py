@@ -109,7 +109,18 @@ class TrainingConfig(_Frozen):
     cached_mini_batch_size: int = Field(64, ge=1, description="Only for cached_mnrl.")
     epochs: float = Field(10, gt=0)
     max_steps: int = Field(-1, description="Overrides epochs when > 0.")
-    per_device_batch_size: int = Field(512, ge=2)
+    per_device_batch_size: int = Field(512, ge=2, description="Batch of one process when global_batch_size is unset.")
+    global_batch_size: int | None = Field(
+        None,
+        ge=2,
+        description="Pairs per optimizer step over all ranks: MNRL's in-batch negatives, gathered across ranks. "
+        "Each rank gets global_batch_size / ranks. None: per_device_batch_size x ranks.",
+    )
+    nproc_per_node: int | Literal["auto"] = Field(
+        1,
+        description="Training processes (ranks) on this machine; > 1 runs under torchrun --standalone "
+        "(NCCL on GPUs, gloo on CPU). auto: every visible GPU.",
+    )
     gradient_accumulation_steps: int = Field(1, ge=1)
     eval_batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(2e-5, ge=0)
@@ -128,6 +139,13 @@ class TrainingConfig(_Frozen):
     logging_steps: int = 10
     save_total_limit: int = 2
     dataloader_num_workers: int = 0
+
+    @field_validator("nproc_per_node")
+    @classmethod
+    def _nproc_positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("nproc_per_node must be a positive integer or auto")
+        return v
 
     @field_validator("matryoshka_dims")
     @classmethod

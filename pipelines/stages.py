@@ -126,10 +126,15 @@ def default_model_root(cfg: PipelineConfig) -> Path:
 
 
 def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, resume: bool = False) -> str:
+    from pipelines import distributed
     from pipelines.errors import is_out_of_memory, out_of_memory
     from pipelines.training import train
 
     root = Path(out_dir) if out_dir else default_model_root(cfg)
+    nproc = distributed.resolve_nproc(cfg.training.nproc_per_node, cfg.training.device)
+    if nproc > 1 and not distributed.in_torchrun():  # training.nproc_per_node ranks under torchrun
+        distributed.train_under_torchrun(cfg, data_dir, root, nproc, resume=resume)
+        return str(root)
     try:
         train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
     except Exception as exc:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines import distributed
 from pipelines.config import ModelConfig, TrainingConfig
 from pipelines.errors import InputError, TrainingError
 from pipelines.io import read_json_object
@@ -42,8 +43,8 @@ class TrainResult:
     """What one ``train`` call produced (also written to ``out_dir/train_result.json``).
 
     ``seconds`` is the wall time of the training loop in this process (evaluations included);
-    ``pairs_per_second`` counts the pairs this process trained on over that time minus the time
-    spent in per-epoch evaluation.
+    ``pairs_per_second`` counts the pairs the whole job (all ``world_size`` ranks) trained on over
+    that time minus the time spent in per-epoch evaluation.
     """
 
     model_dir: Path
@@ -58,6 +59,7 @@ class TrainResult:
     resumed_from: str | None = None
     eval_seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -234,7 +236,7 @@ def _make_trainer_class() -> type:
                         break
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = out[0] if isinstance(out, tuple) else out
-            if model.training and not bool(torch.isfinite(loss.detach()).all()):
+            if model.training and not distributed.all_ranks_true(torch.isfinite(loss.detach()).all()):
                 raise TrainingError(
                     f"training diverged: loss is {loss.detach().float().item()} at step "
                     f"{self.state.global_step + 1}; lower training.learning_rate or check the data"
@@ -244,7 +246,7 @@ def _make_trainer_class() -> type:
     return GuardedTrainer
 
 
-def _build_loss(model: SentenceTransformer, cfg: TrainingConfig) -> Any:
+def _build_loss(model: SentenceTransformer, cfg: TrainingConfig, world_size: int = 1) -> Any:
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MatryoshkaLoss,
@@ -252,15 +254,19 @@ def _build_loss(model: SentenceTransformer, cfg: TrainingConfig) -> Any:
     )
 
     inner: Any
+    # On several ranks every rank contrasts its anchors with the candidates of all ranks.
+    gather = world_size > 1
     if cfg.loss == "cached_mnrl":
-        inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.cached_mini_batch_size)
+        inner = CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=cfg.cached_mini_batch_size, gather_across_devices=gather
+        )
     else:
-        inner = MultipleNegativesRankingLoss(model)
+        inner = MultipleNegativesRankingLoss(model, gather_across_devices=gather)
     return MatryoshkaLoss(model, inner, matryoshka_dims=list(cfg.matryoshka_dims))
 
 
 def build_training_args(
-    cfg: TrainingConfig, checkpoints_dir: Path, device: str, primary_metric: str, progress: bool
+    cfg: TrainingConfig, checkpoints_dir: Path, device: str, primary_metric: str, progress: bool, world_size: int = 1
 ) -> Any:
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -272,7 +278,9 @@ def build_training_args(
         "output_dir": str(checkpoints_dir),
         "num_train_epochs": cfg.epochs,
         "max_steps": cfg.max_steps,
-        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "per_device_train_batch_size": distributed.batch_split(
+            cfg.global_batch_size, cfg.per_device_batch_size, world_size
+        )[0],
         "per_device_eval_batch_size": cfg.eval_batch_size,
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
         "learning_rate": cfg.learning_rate,
@@ -301,6 +309,12 @@ def build_training_args(
         "disable_tqdm": not progress,
         "use_cpu": device == "cpu",
     }
+    if world_size > 1:
+        # One global batch per step from the sampler, split evenly over the ranks: the same batches
+        # as one process at that batch size. Equal slices (all-gather needs them): drop a short last batch.
+        kwargs["accelerator_config"] = {"split_batches": True}
+        kwargs["dataloader_drop_last"] = True
+        kwargs["ddp_backend"] = distributed.backend_for(device)
     if evaluating:
         kwargs["metric_for_best_model"] = primary_metric
         kwargs["greater_is_better"] = True
@@ -380,16 +394,25 @@ def train(
     checkpoints_dir = out_dir / CHECKPOINTS_SUBDIR
     train_df = load_split(data_dir, "train")
     validation_df = load_split(data_dir, "validation") if train_cfg.eval_strategy != "no" else None
+    world = distributed.world_size()
+    global_batch, _ = distributed.batch_split(train_cfg.global_batch_size, train_cfg.per_device_batch_size, world)
+    if world > 1 and len(train_df) < global_batch:
+        raise InputError(f"{len(train_df)} train pairs are fewer than one global batch of {global_batch}")
 
     resume_from: Path | None = None
     if resume:
+        distributed.check_resume(checkpoints_dir, world)
         resume_from = last_complete_checkpoint(checkpoints_dir)
         if resume_from is None:
             raise InputError(f"{checkpoints_dir}: no complete checkpoint to resume from")
-    elif checkpoints_dir.exists():
-        shutil.rmtree(checkpoints_dir)
+    elif distributed.is_main_process():
+        if checkpoints_dir.exists():
+            shutil.rmtree(checkpoints_dir)
+        if world > 1:
+            distributed.record_world_size(checkpoints_dir, world)
 
     device = pick_device(train_cfg.device)
+    distributed.setup_rank(device)
     base = resolve_base_model(model_cfg.base_model)
     try:
         model = SentenceTransformer(base, device=device)
@@ -408,13 +431,13 @@ def train(
         evaluator = _validation_evaluator(
             validation_df, train_cfg.matryoshka_dims, train_cfg.eval_batch_size, model.similarity_fn_name
         )
-    args = build_training_args(train_cfg, checkpoints_dir, device, primary, progress)
+    args = build_training_args(train_cfg, checkpoints_dir, device, primary, progress, world)
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=datasets.Dataset.from_pandas(train_df, preserve_index=False),
-        loss=_build_loss(model, train_cfg),
+        loss=_build_loss(model, train_cfg, world),
         evaluator=evaluator,
         callbacks=[_nan_guard_callback(), *callbacks],
     )
@@ -443,8 +466,11 @@ def train(
     best_step = state.best_global_step if state.best_model_checkpoint else None
     validation_metrics = _best_validation_metrics(state.log_history, best_step, train_cfg.matryoshka_dims)
 
-    model_dir = _install_model(trainer.model, out_dir / MODEL_SUBDIR)
-    pairs_seen = int(trainer.pairs_seen)
+    pairs_seen = int(distributed.sum_across_ranks(trainer.pairs_seen, device))  # the whole job's pairs
+    distributed.barrier()  # every rank finished training before rank 0 installs the model
+    model_dir = out_dir / MODEL_SUBDIR
+    if distributed.is_main_process():
+        _install_model(trainer.model, model_dir)
     result = TrainResult(
         model_dir=model_dir,
         loss_history=_loss_history(state.log_history),
@@ -462,13 +488,17 @@ def train(
             "max_seq_length": model_cfg.max_seq_length,
             "optim": args.optim if isinstance(args.optim, str) else str(args.optim.value),
             "precision": resolve_precision(train_cfg.precision, device),
-            "per_device_batch_size": train_cfg.per_device_batch_size,
+            "per_device_batch_size": global_batch // world,
+            "global_batch_size": global_batch,
+            "world_size": world,
             "gradient_accumulation_steps": train_cfg.gradient_accumulation_steps,
             "loss": train_cfg.loss,
             "matryoshka_dims": list(train_cfg.matryoshka_dims),
             "pairs_seen": pairs_seen,
             "primary_metric": primary,
         },
+        world_size=world,
     )
-    write_json(result.to_dict(), out_dir / RESULT_FILE)
+    if distributed.is_main_process():
+        write_json(result.to_dict(), out_dir / RESULT_FILE)
     return result

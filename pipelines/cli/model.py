@@ -77,6 +77,7 @@ def register(app: typer.Typer) -> None:
         cfg = resolve(profile, config, set_)
         if not data.is_dir():
             raise InputError(f"{data}: no such dataset directory")
+        from pipelines import distributed
         from pipelines.errors import is_out_of_memory, out_of_memory
         from pipelines.training import CHECKPOINTS_SUBDIR, MODEL_SUBDIR, train
 
@@ -90,13 +91,19 @@ def register(app: typer.Typer) -> None:
                 f"{earlier[0]}: holds an earlier run; pass --resume to continue from its last checkpoint "
                 "or --overwrite to delete it and start over"
             )
-
+        nproc = distributed.resolve_nproc(cfg.training.nproc_per_node, cfg.training.device)
+        if nproc > 1 and not distributed.in_torchrun():  # re-run this command as nproc ranks
+            distributed.train_under_torchrun(cfg, data, out, nproc, resume=resume, overwrite=overwrite)
+            return
         try:
             result = train(data, out, cfg.model, cfg.training, resume=resume, progress=True)
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise out_of_memory(exc, cfg.training.per_device_batch_size) from exc
             raise
+        distributed.shutdown()
+        if not distributed.is_main_process():
+            return
         typer.echo(f"model: {result.model_dir}")
         typer.echo(f"best checkpoint: {result.best_checkpoint or '-'}")
         if result.loss_history:
@@ -111,6 +118,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"{result.train_pairs} train pairs, {result.global_step} steps, {result.seconds:.1f} s, "
             f"{result.pairs_per_second:.1f} pairs/s on {result.device}"
+            + (f" ({result.world_size} ranks)" if result.world_size > 1 else "")
         )
 
     @app.command("evaluate")
