@@ -14,8 +14,8 @@ The batches are checked equal (same rows, same features) before anything is time
 tokenization (cached beside the dataset afterwards) is printed separately. Prints
 ``ours is N.Nx faster``.
 
-Data: ``pipelines.datasets.build_dataset`` (the real synthesizer, ``cpu`` profile) at
-``--n-train`` pairs, optionally with a ``negative`` column (``--negatives``: each row's positive
+Data: ``pipelines.datasets.build_dataset`` (the real synthesizer, ``cpu`` profile; where its
+dependencies are missing, the local generator of ``bench/train_throughput.py``) at ``--n-train`` pairs, optionally with a ``negative`` column (``--negatives``: each row's positive
 shifted by a few rows, a stand-in for mined hard negatives) to time three text columns.
 
     python bench/input_pipeline.py --n-train 20000
@@ -35,6 +35,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _time_batches(loader: Any, n_batches: int, pin: bool) -> tuple[list[float], list[Any]]:
@@ -85,14 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="input-bench-") as tmp:
         data = args.data
         if data is None:
-            from pipelines.config import load_config
-            from pipelines.datasets import build_dataset
+            from train_throughput import build_data  # the real synthesizer, else a local generator
 
-            data = Path(tmp) / "data"
-            cfg = load_config("cpu", overrides={"synthesis": {"n_train": args.n_train, "seed": args.seed}})
             t0 = time.perf_counter()
-            build_dataset(cfg, data)
-            print(f"synthesized {data} in {time.perf_counter() - t0:.1f} s", flush=True)
+            data, source = build_data(Path(tmp) / "data", args.n_train, max(1, args.n_train // 10), args.seed)
+            print(f"data from {source} in {time.perf_counter() - t0:.1f} s", flush=True)
         frame = pd.read_parquet(Path(data) / "train.parquet")
         cols = ["anchor", "positive"]
         if args.negatives:

@@ -10,6 +10,8 @@
 * ``cudnn`` | ``efficient`` | ``flash``: only that kernel (CUDA only). ``flash`` fails on padded
   batches (no mask support): use it only for unpadded inputs.
 * ``math``: the reference implementation, on any device.
+* ``default``: torch's own choice everywhere, untouched (what the library does; the reference run
+  of ``bench/train_throughput.py``).
 
 Applied with torch's own switch (``torch.nn.attention.sdpa_kernel``), for the duration of a
 ``with`` block, so it holds for every SDPA call the model makes inside (the model must run its
@@ -24,8 +26,8 @@ from typing import Literal
 
 from pipelines.errors import InputError
 
-AttentionBackend = Literal["auto", "cudnn", "efficient", "flash", "math"]
-ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "cudnn", "efficient", "flash", "math")
+AttentionBackend = Literal["auto", "cudnn", "efficient", "flash", "math", "default"]
+ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "cudnn", "efficient", "flash", "math", "default")
 
 ATTN_IMPLEMENTATION = "sdpa"
 """The transformers attention implementation the model is loaded with, so the switch above applies."""
@@ -50,6 +52,8 @@ def resolve_attention_backend(backend: str, device: str) -> tuple[str, ...]:
     if backend not in ATTENTION_BACKENDS:
         raise InputError(f"attention backend {backend!r}: choose from {', '.join(ATTENTION_BACKENDS)}")
     kind = str(device).split(":", 1)[0]
+    if backend == "default":
+        return ()
     if backend == "auto":
         return _CUDA_AUTO if kind == "cuda" else ()
     if backend in _CUDA_ONLY and kind != "cuda":

@@ -128,7 +128,7 @@ class TrainingConfig(_Frozen):
     input_pipeline: Literal["fast", "library"] = Field(
         "fast", description="fast: tokenize once, pad in numpy, id-based sampler; library: the trainer's own."
     )
-    attention_backend: Literal["auto", "cudnn", "efficient", "flash", "math"] = Field(
+    attention_backend: Literal["auto", "cudnn", "efficient", "flash", "math", "default"] = Field(
         "auto", description="SDPA kernels for training and evaluation encodes; auto: flash/efficient on CUDA."
     )
 

@@ -246,12 +246,14 @@ def evaluate_ir(
     *,
     device: str | None = None,
     progress: bool = False,
+    attention_backend: str = "auto",
 ) -> dict[str, float]:
     """The library's IR metrics at each of ``dims``, from one encode pass at full dimension.
 
     Every query must have at least one relevant id present in the corpus (else
     :class:`EvaluationError`); corpus ids must sort (as strings) in the order the caller wants ties
-    broken, as in the library.
+    broken, as in the library. The encodes run under ``attention_backend``
+    (:mod:`pipelines.attention`; ``auto``: flash/memory-efficient SDPA on CUDA).
     """
     import torch
     import torch.nn.functional as F
@@ -275,8 +277,11 @@ def evaluate_ir(
     full_dim = st.get_embedding_dimension()
     if full_dim is not None:  # fail before encoding when we can
         dims = _check_dims(dims, int(full_dim))
-    q_full = st.encode_query([queries[q] for q in qids], **common)
-    c_full = st.encode_document([corpus[c] for c in cids], **common)
+    from pipelines.attention import attention_context
+
+    with attention_context(attention_backend, str(st.device)):
+        q_full = st.encode_query([queries[q] for q in qids], **common)
+        c_full = st.encode_document([corpus[c] for c in cids], **common)
     dims = _check_dims(dims, int(q_full.shape[1]))
 
     max_rel = max(len(relevant[q]) for q in qids)
@@ -319,6 +324,7 @@ def evaluate_pairs(
     *,
     device: str | None = None,
     progress: bool = False,
+    attention_backend: str = "auto",
 ) -> dict[str, float]:
     """IR metrics per dimension for ``pairs`` (``anchor`` = query, ``positive`` = its document).
 
@@ -328,7 +334,17 @@ def evaluate_pairs(
     queries, corpus, relevant = build_ir_data(pairs)
     if len(queries) != len(pairs):
         raise EvaluationError(f"built {len(queries)} queries from {len(pairs)} pairs")
-    return evaluate_ir(model, queries, corpus, relevant, dims, batch_size, device=device, progress=progress)
+    return evaluate_ir(
+        model,
+        queries,
+        corpus,
+        relevant,
+        dims,
+        batch_size,
+        device=device,
+        progress=progress,
+        attention_backend=attention_backend,
+    )
 
 
 # --- the library's path (reference for tests and bench) -----------------------------------------

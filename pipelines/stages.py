@@ -106,7 +106,9 @@ def evaluate_stage(cfg: PipelineConfig, model: str, data_dir: str, out_json: str
     from pipelines.evaluation import evaluate_pairs, load_pairs
 
     pairs = load_pairs(Path(data_dir) / "eval.parquet")
-    metrics = evaluate_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
+    metrics = evaluate_pairs(
+        model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size, attention_backend=cfg.training.attention_backend
+    )
     if out_json:
         write_json(metrics, out_json)
     return metrics

@@ -310,10 +310,10 @@ def _make_trainer_class() -> type:
             self._train_dataloader = self.accelerator.prepare(loader)
             return self._train_dataloader
 
-        def get_batch_samples(self, epoch_iterator, num_batches, device):  # type: ignore[no-untyped-def]
+        def get_batch_samples(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             t0 = time.perf_counter()
             try:
-                return super().get_batch_samples(epoch_iterator, num_batches, device)
+                return super().get_batch_samples(*args, **kwargs)
             finally:
                 self.data_wait_seconds += time.perf_counter() - t0
 

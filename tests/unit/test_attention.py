@@ -17,6 +17,7 @@ def test_auto_is_flash_or_efficient_on_cuda_and_untouched_elsewhere() -> None:
     assert resolve_attention_backend("auto", "mps") == ()
     assert describe_attention_backend("auto", "cuda") == "flash+efficient"
     assert describe_attention_backend("auto", "cpu") == "torch-default"
+    assert resolve_attention_backend("default", "cuda") == ()  # torch's own choice, as the library
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_cuda_only_kernels_are_refused_on_cpu(backend: str) -> None:
 
 
 def test_unknown_backend_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="choose from auto, cudnn, efficient, flash, math"):
+    with pytest.raises(InputError, match="choose from auto, cudnn, efficient, flash, math, default"):
         resolve_attention_backend("fastest", "cuda")
 
 
