@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python bench/synth_bench.py
 	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/input_pipeline.py
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache

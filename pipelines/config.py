@@ -139,6 +139,12 @@ class TrainingConfig(_Frozen):
     logging_steps: int = 10
     save_total_limit: int = 2
     dataloader_num_workers: int = 0
+    input_pipeline: Literal["fast", "library"] = Field(
+        "fast", description="fast: tokenize once, pad in numpy, id-based sampler; library: the trainer's own."
+    )
+    attention_backend: Literal["auto", "cudnn", "efficient", "flash", "math", "default"] = Field(
+        "auto", description="SDPA kernels for training and evaluation encodes; auto: flash/efficient on CUDA."
+    )
 
     @field_validator("nproc_per_node")
     @classmethod

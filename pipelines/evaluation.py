@@ -260,14 +260,26 @@ def evaluate_ir(
     *,
     device: str | None = None,
     progress: bool = False,
+    attention_backend: str = "auto",
 ) -> dict[str, float]:
     """The library's IR metrics at each of ``dims``, from one encode pass at full dimension.
 
     Every query must have at least one relevant id present in the corpus (else
     :class:`EvaluationError`); corpus ids must sort (as strings) in the order the caller wants ties
-    broken, as in the library.
+    broken, as in the library. The encodes run under ``attention_backend``
+    (:mod:`pipelines.attention`; ``auto``: flash/memory-efficient SDPA on CUDA).
     """
-    return score_ir(model, queries, corpus, relevant, dims, batch_size, device=device, progress=progress).metrics
+    return score_ir(
+        model,
+        queries,
+        corpus,
+        relevant,
+        dims,
+        batch_size,
+        device=device,
+        progress=progress,
+        attention_backend=attention_backend,
+    ).metrics
 
 
 def score_ir(
@@ -281,6 +293,7 @@ def score_ir(
     groups: Mapping[tuple[str, str], np.ndarray] | None = None,
     device: str | None = None,
     progress: bool = False,
+    attention_backend: str = "auto",
 ) -> Scores:
     """:func:`evaluate_ir` plus per-group metrics and the per-query average precision at each dim.
 
@@ -318,8 +331,11 @@ def score_ir(
     full_dim = st.get_embedding_dimension()
     if full_dim is not None:  # fail before encoding when we can
         dims = _check_dims(dims, int(full_dim))
-    q_full = st.encode_query([queries[q] for q in qids], **common)
-    c_full = st.encode_document([corpus[c] for c in cids], **common)
+    from pipelines.attention import attention_context
+
+    with attention_context(attention_backend, str(st.device)):
+        q_full = st.encode_query([queries[q] for q in qids], **common)
+        c_full = st.encode_document([corpus[c] for c in cids], **common)
     dims = _check_dims(dims, int(q_full.shape[1]))
 
     max_rel = max(len(relevant[q]) for q in qids)
@@ -384,6 +400,7 @@ def evaluate_pairs(
     *,
     device: str | None = None,
     progress: bool = False,
+    attention_backend: str = "auto",
 ) -> dict[str, float]:
     """IR metrics per dimension for ``pairs`` (``anchor`` = query, ``positive`` = its document).
 
@@ -391,7 +408,9 @@ def evaluate_pairs(
     keys for each dim in ``dims`` (15 metrics each), in the library's order, then the same per slice
     and per intent when ``pairs`` has ``slice`` / ``intent`` columns (see :func:`score_pairs`).
     """
-    return score_pairs(model, pairs, dims, batch_size, device=device, progress=progress).metrics
+    return score_pairs(
+        model, pairs, dims, batch_size, device=device, progress=progress, attention_backend=attention_backend
+    ).metrics
 
 
 def score_pairs(
@@ -402,6 +421,7 @@ def score_pairs(
     *,
     device: str | None = None,
     progress: bool = False,
+    attention_backend: str = "auto",
 ) -> Scores:
     """:func:`evaluate_pairs` plus per-query average precision (row order of ``pairs``) at each dim."""
     queries, corpus, relevant = build_ir_data(pairs)
@@ -417,6 +437,7 @@ def score_pairs(
         groups=eval_groups(pairs),
         device=device,
         progress=progress,
+        attention_backend=attention_backend,
     )
 
 

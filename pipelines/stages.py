@@ -170,7 +170,10 @@ def _score(cfg: PipelineConfig, model: str, data_dir: str) -> tuple[Any, Scores]
 
     detach_broken_stdio()  # a dead worker's pipe must not fail the evaluation
     pairs = load_pairs(Path(data_dir) / "eval.parquet")
-    return pairs, score_pairs(model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size)
+    scores = score_pairs(
+        model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size, attention_backend=cfg.training.attention_backend
+    )
+    return pairs, scores
 
 
 def candidate_scores(candidate: dict[str, float], model_root: str | None) -> Scores:

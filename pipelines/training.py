@@ -11,12 +11,14 @@ training loss stops training at once with :class:`TrainingError` and nothing is 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,23 +200,81 @@ def _nan_guard_callback() -> TrainerCallback:
     return NanGuard()
 
 
-def _compact_progress_callback(primary_metric: str) -> TrainerCallback:
-    """The trainer's progress bar, but one short line per log instead of the whole metrics dict."""
-    from transformers.trainer_callback import ProgressCallback
+def _line_progress_callback(primary_metric: str, pairs_per_step: int) -> TrainerCallback:
+    """One line per logging step (step, loss, pairs/s, ETA) and one per evaluation, on stdout.
 
-    class CompactProgress(ProgressCallback):
+    Replaces the trainer's tqdm bar, whose redraws a log collector (a pipe, the Prefect log) would
+    record as a stream of near-identical lines.
+    """
+    from transformers import TrainerCallback
+
+    class LineProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.t0 = self.last_t = time.perf_counter()
+            self.start_step = self.last_step = 0
+            self.eval_s = self.eval_s_since_log = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.t0 = self.last_t = time.perf_counter()
+            self.start_step = self.last_step = int(state.global_step)
+            self.eval_s = self.eval_s_since_log = 0.0
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            if not state.is_world_process_zero or self.training_bar is None or not logs:
+            if not state.is_world_process_zero or not logs:
                 return
+            now = time.perf_counter()
+            key = f"eval_{primary_metric}"
             if "loss" in logs:
-                msg = f"step {state.global_step}: loss {float(logs['loss']):.4f}"
-            elif f"eval_{primary_metric}" in logs:
-                msg = f"epoch {float(state.epoch or 0):.2f}: validation {primary_metric} {float(logs[f'eval_{primary_metric}']):.4f}"
-            else:
-                return
-            self.training_bar.write(msg)
+                step, total = int(state.global_step), int(state.max_steps)
+                interval = max(now - self.last_t - self.eval_s_since_log, 1e-9)
+                pairs_s = (step - self.last_step) * pairs_per_step / interval
+                done = step - self.start_step
+                per_step = (now - self.t0 - self.eval_s) / done if done > 0 else 0.0
+                eta = _hms(per_step * max(total - step, 0))
+                print(
+                    f"step {step}/{total} | epoch {float(state.epoch or 0):.2f} | loss {float(logs['loss']):.4f} "
+                    f"| {pairs_s:,.0f} pairs/s | ETA {eta}",
+                    flush=True,
+                )
+                self.last_t, self.last_step, self.eval_s_since_log = now, step, 0.0
+            elif key in logs:
+                seconds = float(logs.get("eval_runtime", 0.0) or 0.0)
+                self.eval_s += seconds
+                self.eval_s_since_log += seconds
+                print(
+                    f"evaluation at step {int(state.global_step)} (epoch {float(state.epoch or 0):.2f}): "
+                    f"validation {primary_metric} {float(logs[key]):.4f} ({seconds:.1f} s)",
+                    flush=True,
+                )
 
-    return CompactProgress()
+    return LineProgress()
+
+
+def _hms(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars(quiet: bool) -> Iterator[None]:
+    """Turn off the libraries' tqdm bars (model loading, tokenizing) while ``quiet``; restore after."""
+    if not quiet:
+        yield
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    ds_on = not datasets.are_progress_bars_disabled()
+    hf_on = hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hf_on:
+            hf_logging.enable_progress_bar()
+        if ds_on:
+            datasets.enable_progress_bars()
 
 
 def _make_trainer_class() -> type:
@@ -222,9 +282,39 @@ def _make_trainer_class() -> type:
     from sentence_transformers import SentenceTransformerTrainer
 
     class GuardedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
-        """Checks every training step's loss at once and counts the pairs it trained on."""
+        """Checks every training step's loss at once, counts the pairs it trained on and the time
+        spent waiting for batches; with ``fast_input`` set, trains from the fast input pipeline
+        (:mod:`pipelines.fastdata`) instead of the library's collator and sampler."""
 
         pairs_seen = 0
+        data_wait_seconds = 0.0
+        fast_input: Any = None
+        no_duplicates = True
+
+        def get_train_dataloader(self):  # type: ignore[no-untyped-def]
+            if self.fast_input is None:
+                return super().get_train_dataloader()
+            args = self.args
+            loader = self.fast_input.dataloader(
+                args.train_batch_size,
+                drop_last=args.dataloader_drop_last,
+                seed=args.seed,
+                no_duplicates=self.no_duplicates,
+                num_workers=args.dataloader_num_workers,
+                pin_memory=args.dataloader_pin_memory,
+                persistent_workers=args.dataloader_persistent_workers,
+                prefetch_factor=args.dataloader_prefetch_factor,
+            )
+            self.accelerator.even_batches = False  # as the library's trainer does for training
+            self._train_dataloader = self.accelerator.prepare(loader)
+            return self._train_dataloader
+
+        def get_batch_samples(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter()
+            try:
+                return super().get_batch_samples(*args, **kwargs)
+            finally:
+                self.data_wait_seconds += time.perf_counter() - t0
 
         def compute_loss(  # type: ignore[no-untyped-def]
             self, model, inputs, return_outputs=False, num_items_in_batch=None
@@ -306,13 +396,14 @@ def build_training_args(
         "dataloader_num_workers": cfg.dataloader_num_workers,
         "dataloader_pin_memory": device == "cuda",
         "report_to": "none",
-        "disable_tqdm": not progress,
+        "disable_tqdm": True,  # progress is one line per log (_line_progress_callback), never a bar
         "use_cpu": device == "cpu",
     }
+    accelerator_config: dict[str, Any] = {}
     if world_size > 1:
         # One global batch per step from the sampler, split evenly over the ranks: the same batches
         # as one process at that batch size. Equal slices (all-gather needs them): drop a short last batch.
-        kwargs["accelerator_config"] = {"split_batches": True}
+        accelerator_config["split_batches"] = True
         kwargs["dataloader_drop_last"] = True
         kwargs["ddp_backend"] = distributed.backend_for(device)
     if evaluating:
@@ -322,6 +413,10 @@ def build_training_args(
         steps = cfg.eval_steps or 100
         kwargs["eval_steps"] = steps
         kwargs["save_steps"] = steps
+    if device == "cuda":  # pinned batches, copied to the GPU without blocking the host
+        accelerator_config["non_blocking"] = True
+    if accelerator_config:
+        kwargs["accelerator_config"] = accelerator_config
     if device == "cuda" and cfg.tf32:
         import torch
 
@@ -363,6 +458,44 @@ def _install_model(model: SentenceTransformer, target: Path) -> Path:
     return target
 
 
+# --- model and input --------------------------------------------------------------------------
+
+
+def load_training_model(base: str, device: str, name: str | None = None) -> SentenceTransformer:
+    """The base model with its attention run through torch SDPA (so ``training.attention_backend``
+    applies); a model that cannot use SDPA loads with its default attention."""
+    from sentence_transformers import SentenceTransformer
+
+    from pipelines.attention import ATTN_IMPLEMENTATION
+
+    try:
+        try:
+            return SentenceTransformer(base, device=device, model_kwargs={"attn_implementation": ATTN_IMPLEMENTATION})
+        except ValueError as exc:
+            if "attn_implementation" not in str(exc) and "sdpa" not in str(exc).lower():
+                raise
+            return SentenceTransformer(base, device=device)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{name or base}: cannot load base model: {str(exc).splitlines()[0]}") from exc
+
+
+def _prepare_fast_input(
+    model: SentenceTransformer, train_df: pd.DataFrame, data_dir: Path, cfg: TrainingConfig, progress: bool
+) -> tuple[Any, str]:
+    """The pre-tokenized train input (:mod:`pipelines.fastdata`), or ``None`` and why the library's
+    collator and sampler are used instead."""
+    if cfg.input_pipeline != "fast":
+        return None, "library"
+    from pipelines.fastdata import FastPathUnsupported, prepare_train_input
+
+    try:
+        return prepare_train_input(model, train_df, data_dir=data_dir, split="train"), "fast"
+    except FastPathUnsupported as exc:
+        if progress:
+            print(f"input pipeline: the library's collator and sampler ({exc})", flush=True)
+        return None, f"library (fast path unsupported: {exc})"
+
+
 # --- entry point --------------------------------------------------------------------------------
 
 
@@ -384,8 +517,8 @@ def train(
     ``callbacks`` are extra ``transformers.TrainerCallback`` objects (tests, progress reporting).
     """
     import datasets
-    from sentence_transformers import SentenceTransformer
 
+    from pipelines.attention import attention_context, describe_attention_backend, model_attn_implementation
     from pipelines.io import write_json
     from pipelines.models import pick_device, resolve_base_model
 
@@ -413,11 +546,11 @@ def train(
 
     device = pick_device(train_cfg.device)
     distributed.setup_rank(device)
+    attention = describe_attention_backend(train_cfg.attention_backend, device)  # InputError before loading
+    quiet = not progress or not sys.stderr.isatty()  # no tqdm bars into a pipe or a log
     base = resolve_base_model(model_cfg.base_model)
-    try:
-        model = SentenceTransformer(base, device=device)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{model_cfg.base_model}: cannot load base model: {str(exc).splitlines()[0]}") from exc
+    with _quiet_progress_bars(quiet):
+        model = load_training_model(base, device, model_cfg.base_model)
     model.max_seq_length = model_cfg.max_seq_length
     full_dim = model.get_embedding_dimension()
     if full_dim is not None and max(train_cfg.matryoshka_dims) > full_dim:
@@ -432,6 +565,10 @@ def train(
             validation_df, train_cfg.matryoshka_dims, train_cfg.eval_batch_size, model.similarity_fn_name
         )
     args = build_training_args(train_cfg, checkpoints_dir, device, primary, progress, world)
+    t_prep = time.perf_counter()
+    with _quiet_progress_bars(quiet):
+        fast_input, input_pipeline = _prepare_fast_input(model, train_df, data_dir, train_cfg, progress)
+    prep_seconds = time.perf_counter() - t_prep
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model,
@@ -441,15 +578,20 @@ def train(
         evaluator=evaluator,
         callbacks=[_nan_guard_callback(), *callbacks],
     )
-    if progress:
-        from transformers.trainer_callback import ProgressCallback
+    trainer.fast_input = fast_input
+    trainer.no_duplicates = train_cfg.batch_sampler == "no_duplicates"
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(_compact_progress_callback(primary))
+    trainer.remove_callback(ProgressCallback)  # bars redraw into logs as duplicated lines
+    trainer.remove_callback(PrinterCallback)  # raw dicts: the line callback below says it shorter
+    if progress:
+        # the whole job's pairs per optimizer step: the global batch (split over the ranks) x accumulation
+        trainer.add_callback(_line_progress_callback(primary, global_batch * train_cfg.gradient_accumulation_steps))
 
     t0 = time.perf_counter()
     try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        with _quiet_progress_bars(quiet), attention_context(train_cfg.attention_backend, device):
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except TrainingError:
         raise
     except (RuntimeError, ValueError) as exc:
@@ -457,6 +599,11 @@ def train(
             raise TrainingError(
                 f"out of memory at per-device batch {train_cfg.per_device_batch_size}: lower "
                 "training.per_device_batch_size or use training.loss=cached_mnrl"
+            ) from exc
+        if "no available kernel" in str(exc).lower():
+            raise TrainingError(
+                f"training.attention_backend={train_cfg.attention_backend}: torch has no such attention kernel "
+                "for these inputs (flash takes no padding mask); use auto or efficient"
             ) from exc
         raise
     seconds = time.perf_counter() - t0
@@ -470,7 +617,8 @@ def train(
     distributed.barrier()  # every rank finished training before rank 0 installs the model
     model_dir = out_dir / MODEL_SUBDIR
     if distributed.is_main_process():
-        _install_model(trainer.model, model_dir)
+        with _quiet_progress_bars(quiet):
+            _install_model(trainer.model, model_dir)
     result = TrainResult(
         model_dir=model_dir,
         loss_history=_loss_history(state.log_history),
@@ -496,6 +644,12 @@ def train(
             "matryoshka_dims": list(train_cfg.matryoshka_dims),
             "pairs_seen": pairs_seen,
             "primary_metric": primary,
+            "attention_backend": train_cfg.attention_backend,
+            "attention_kernels": attention,
+            "attn_implementation": model_attn_implementation(trainer.model),
+            "input_pipeline": input_pipeline,
+            "input_prep_seconds": round(prep_seconds, 3),
+            "data_wait_seconds": round(float(trainer.data_wait_seconds), 3),
         },
         world_size=world,
     )

@@ -8,7 +8,8 @@
 #            so "bundled:all-MiniLM-L6-v2" resolves there as it does here (bench default, tests/gpu)
 #   env      card name, versions, which optional packages are absent
 #   tests    python3 -m pytest tests/gpu -q (when pytest is there)
-#   bench    python3 bench/train_throughput.py (card 64x8 vs ours 512x1) on $N_TRAIN pairs
+#   bench    python3 bench/train_throughput.py (card 64x8 vs ours 512x1, --ablation) on $N_TRAIN pairs
+#   input    python3 bench/input_pipeline.py (ms per 512-pair batch: ours vs the library's, host CPU)
 # Logs go to $OUT (default /tmp/device-check). Worst case ~7.7 min:
 # bench and tests each run under `timeout` (BENCH_TIMEOUT, TESTS_TIMEOUT seconds).
 set -uo pipefail
@@ -16,10 +17,11 @@ cd "$(dirname "$0")/../.."
 
 PY=${PY:-python3}
 SITE=${SITE:-/tmp/site}
-STAGES=${STAGES:-install model env tests bench}
-N_TRAIN=${N_TRAIN:-192000}   # 3000 micro-steps at the card's per-device 64, 375 steps at our 512
+STAGES=${STAGES:-install model env tests bench input}
+N_TRAIN=${N_TRAIN:-20000}    # ~300 micro-steps at the card's per-device 64, ~37 steps at our 512
 N_EVAL=${N_EVAL:-2000}
-BENCH_ARGS=${BENCH_ARGS:-}
+BENCH_ARGS=${BENCH_ARGS:---ablation}
+INPUT_TIMEOUT=${INPUT_TIMEOUT:-120}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-330}
 TESTS_TIMEOUT=${TESTS_TIMEOUT:-90}
 LOG=${OUT:-/tmp/device-check}
@@ -117,6 +119,12 @@ if want bench; then
   timeout -k 10 "$BENCH_TIMEOUT" "$PY" bench/train_throughput.py --n-train "$N_TRAIN" --n-eval "$N_EVAL" \
     --no-progress $BENCH_ARGS 2>&1 | tee "$LOG/train_throughput.log"
   r=${PIPESTATUS[0]}; [ "$r" -eq 0 ] || fail bench "$r"
+fi
+
+if want input; then
+  step "input: input_pipeline --n-train $N_TRAIN"
+  timeout -k 10 "$INPUT_TIMEOUT" "$PY" bench/input_pipeline.py --n-train "$N_TRAIN" 2>&1 | tee "$LOG/input_pipeline.log"
+  r=${PIPESTATUS[0]}; [ "$r" -eq 0 ] || fail input "$r"
 fi
 
 step "done, rc $rc"
