@@ -382,6 +382,8 @@ def card_answer(idx: _Index, i: int, budget: int, first: Sequence[str] = ()) -> 
     tags = idx.tag_lists[i]
     tag_text = _fit_list("", tags, "", budget // 3) if tags else "no diet tags"
     head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min, {tag_text}. Main ingredients: "
+    if len(head) + 12 > budget:  # a tight budget: the diet tags go first
+        head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min. Main ingredients: "
     main = list(dict.fromkeys([*first, *idx.ingredient_lists[i][:5]]))
     return _fit_list(head, main, ".", budget)
 
@@ -567,6 +569,7 @@ def synthesize(
                 split_groups = groups[split]
                 if n and not split_groups:
                     raise InputError(f"catalog too small: no {family} subjects left for {split} {intent}")
+                plan: list[tuple[str, bool | None, int]]
                 if split != "eval":
                     plan = [("seen_wording", False, n)]
                 elif intent == "recipe_card":
