@@ -1,7 +1,10 @@
 """The recipe catalog: the bundled one (``pipelines/data/recipes.jsonl``) or a user's CSV/JSONL/Parquet.
 
 A catalog has the columns ``name``, ``cuisine``, ``ingredients`` (list of str), ``diet_tags`` (list of
-str) and ``total_time_min`` (int). In CSV, list columns are ``;``- or ``|``-separated strings.
+str) and ``total_time_min`` (int), and optionally ``aliases``: alternate names of the row's
+ingredients as ``ingredient=alternate`` entries (``["eggplant=aubergine", "eggplant=brinjal"]``);
+they add to the bundled table ``pipelines/data/aliases.json``. In CSV, list columns are ``;``- or
+``|``-separated strings (``eggplant=aubergine;eggplant=brinjal``).
 User catalogs are checked with :class:`pipelines.schemas.CatalogSchema`; any problem is one
 :class:`~pipelines.errors.InputError` line naming the file.
 """
@@ -20,7 +23,7 @@ import pandera.pandas as pa
 from pipelines.config import CatalogConfig
 from pipelines.errors import InputError
 from pipelines.io import read_table, sha256_file
-from pipelines.schemas import CATALOG_COLUMNS, CatalogSchema
+from pipelines.schemas import CATALOG_COLUMNS, OPTIONAL_CATALOG_COLUMNS, CatalogSchema
 
 _MAX_PROBLEMS_SHOWN = 5
 
@@ -69,10 +72,10 @@ def check_catalog(df: pd.DataFrame, source: str = "catalog") -> pd.DataFrame:
     """Coerce list columns, validate with ``CatalogSchema`` (lazy) and raise one line on failure."""
     if df.empty:
         raise InputError(f"{source}: catalog has no recipes")
-    out = df[list(CATALOG_COLUMNS)].copy()
+    out = df[[c for c in (*CATALOG_COLUMNS, *OPTIONAL_CATALOG_COLUMNS) if c in df.columns]].copy()
     for col in ("name", "cuisine"):
         out[col] = out[col].astype(object).where(out[col].notna(), None)
-    for col in ("ingredients", "diet_tags"):
+    for col in ("ingredients", "diet_tags", *[c for c in OPTIONAL_CATALOG_COLUMNS if c in out.columns]):
         out[col] = out[col].astype(object).map(_to_list)
     try:
         checked = CatalogSchema.validate(out, lazy=True)
@@ -84,7 +87,19 @@ def check_catalog(df: pd.DataFrame, source: str = "catalog") -> pd.DataFrame:
     checked["ingredients"] = checked["ingredients"].map(lambda xs: [x.strip().lower() for x in xs])
     checked["diet_tags"] = checked["diet_tags"].map(lambda xs: [x.strip().lower() for x in xs])
     checked["total_time_min"] = checked["total_time_min"].astype(int)
+    if "aliases" in checked.columns:
+        checked["aliases"] = checked["aliases"].map(_clean_aliases)
+    else:
+        checked["aliases"] = [[] for _ in range(len(checked))]
     return checked
+
+
+def _clean_aliases(entries: list[str]) -> list[str]:
+    out = []
+    for entry in entries:
+        canonical, _, alternate = entry.partition("=")
+        out.append(f"{canonical.strip().lower()}={alternate.strip()}")
+    return out
 
 
 _LABELS = {
@@ -93,12 +108,16 @@ _LABELS = {
     "duplicate_name": "duplicate name",
     "empty_ingredients": "empty ingredient list",
     "bad_diet_tags": "diet_tags is not a list of tags",
+    "bad_aliases": "aliases is not a list of ingredient=alternate entries naming the row's ingredients",
 }
 
 
 def _describe(fc: pd.DataFrame, df: pd.DataFrame) -> str:
     """pandera failure cases -> ``3 problem(s): row 4 ingredients: empty ingredient list; ...``."""
     parts: list[str] = []
+    fc = fc.copy()
+    fc.loc[fc["check"] == "bad_aliases", "column"] = "aliases"  # a row-level check: one case per column
+    fc = fc.drop_duplicates(subset=["column", "check", "index"])
     for (col, check), grp in fc.groupby(["column", "check"], sort=False, dropna=False):
         label = _LABELS.get(str(check), str(check))
         rows = [int(i) + 1 for i in grp["index"].dropna()]

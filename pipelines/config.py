@@ -62,15 +62,18 @@ class CatalogConfig(_Frozen):
     path: Path | None = Field(None, description="A user catalog (CSV, JSONL or Parquet); None = bundled.")
 
 
-IntentName = Literal["ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes"]
+IntentName = Literal[
+    "ingredient_pair", "diet_tags", "recipe_ingredients", "diet_and_ingredient", "quick_recipes", "recipe_card"
+]
 
 
 DEFAULT_INTENT_WEIGHTS: dict[IntentName, float] = {
-    "ingredient_pair": 0.80,
-    "diet_tags": 0.05,
-    "recipe_ingredients": 0.05,
-    "diet_and_ingredient": 0.05,
-    "quick_recipes": 0.05,
+    "ingredient_pair": 0.40,
+    "diet_tags": 0.08,
+    "recipe_ingredients": 0.08,
+    "diet_and_ingredient": 0.16,
+    "quick_recipes": 0.10,
+    "recipe_card": 0.18,
 }
 
 
@@ -82,6 +85,17 @@ class SynthesisConfig(_Frozen):
         0.05, gt=0, lt=0.5, description="Grouped slice carved out of train for checkpoint selection."
     )
     intent_weights: dict[IntentName, float] = Field(default_factory=lambda: dict(DEFAULT_INTENT_WEIGHTS))
+    alias_probability: float = Field(
+        0.5, ge=0, le=1, description="Chance that a question names an ingredient, diet or time by an alternate name."
+    )
+    heldout_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Share of wordings and alternate names kept out of train/validation (eval only)."
+    )
+    unseen_eval_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of eval pairs (other than recipe_card) in the unseen_wording slice."
+    )
+    hard_negatives: bool = Field(True, description="Mine a hard `negative` per train/validation pair (base model).")
+    negative_candidates: int = Field(10, ge=1, le=100, description="Mined candidates per question, best first.")
 
     @field_validator("intent_weights")
     @classmethod
@@ -237,6 +251,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "epochs": 1,
             "per_device_batch_size": 64,
             "eval_batch_size": 128,
+            # 30 steps: 1e-4 instead of 2e-5 (on 2,000 alias-rich pairs, held-out MAP@100 at 384 went
+            # from 0.44 to 0.84); checked on the unseen-wording slice of a differently seeded dataset.
+            "learning_rate": 1e-4,
             "optim": "adamw_torch",
             "logging_steps": 5,
         },
@@ -244,7 +261,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # Tiny: tests, the smoke deployment, CI.
     "smoke": {
-        "synthesis": {"n_train": 320, "n_eval": 120, "validation_fraction": 0.1},
+        # No mining: smoke checks the loop in seconds; mining has its own tests.
+        "synthesis": {"n_train": 320, "n_eval": 120, "validation_fraction": 0.1, "hard_negatives": False},
         "model": {"max_seq_length": 48},
         "training": {
             "epochs": 1,

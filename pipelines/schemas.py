@@ -30,6 +30,9 @@ from pandera.typing import Series
 
 SPLITS = ("train", "validation", "eval")
 PAIR_COLUMNS = ("anchor", "positive", "intent", "group_id")
+SLICES = ("seen_wording", "unseen_wording", "recipe_card")
+"""Eval slices of a synthesized dataset: training wordings on new subjects, held-out wordings and
+alternate names, and the recipe-card intent."""
 REASONS = (
     "missing",  # anchor or positive is null
     "not_text",  # a value that is not a string (a number, a list, ...)
@@ -103,9 +106,6 @@ def normalize_text(s: pd.Series) -> pd.Series:
     return pd.Series(normalize_arrow(arr), index=s.index, dtype=object)
 
 
-TEXT_STATUSES = ("ok", "not_text", "blank", "invalid_text")
-
-
 def text_status_arrow(s: pd.Series, arr: pa_arrow.Array, encodable: np.ndarray) -> pd.Series:
     """Per value: ``ok``, ``not_text`` (a number, a list, ...), ``blank`` or ``invalid_text``; null stays null.
 
@@ -118,15 +118,10 @@ def text_status_arrow(s: pd.Series, arr: pa_arrow.Array, encodable: np.ndarray) 
     return pd.Series(status, index=s.index, dtype=object).where(s.notna(), None)
 
 
-def text_status(s: pd.Series) -> pd.Series:
-    arr, encodable = to_arrow(s)
-    return text_status_arrow(s, arr, encodable)
-
-
 class PairSchema(pa.DataFrameModel):
     """Pairs with their working columns, as :func:`pipelines.validation.prepare_pairs` builds them.
 
-    ``<col>_status`` (from :func:`text_status`), ``<col>_key`` (:func:`normalize_text`) and
+    ``<col>_status`` (from :func:`text_status_arrow`), ``<col>_key`` (:func:`normalize_text`) and
     ``<col>_tokens`` are computed once per column, vectorized; the checks below compare them. Each
     check's name is the rejection reason. The token limit is a parameter: use :func:`pair_schema`.
     """
@@ -185,11 +180,6 @@ def _texts_ok(df: pd.DataFrame) -> pd.Series:
     return (df["anchor_status"] == "ok") & (df["positive_status"] == "ok")
 
 
-def leaked_anchors(df: pd.DataFrame) -> pd.Series:
-    """True for validation/eval rows whose normalized question occurs in an earlier split."""
-    return leaked_keys(normalize_text(df["anchor"]), df["split"])
-
-
 def leaked_keys(key: pd.Series, split: pd.Series) -> pd.Series:
     rank = split.map({s: i for i, s in enumerate(SPLITS)}).fillna(len(SPLITS)).astype(int)
     first_rank = rank.groupby(key.to_numpy()).transform("min")
@@ -208,9 +198,63 @@ def pair_schema(max_tokens: int) -> pa.DataFrameSchema:
     )
 
 
+# --- written files ---------------------------------------------------------------------------------
+
+
+def _nonblank_text(s: pd.Series) -> pd.Series:
+    return pd.Series(is_text(s).to_numpy() & ~blank_text(s), index=s.index)
+
+
+class TrainFileSchema(pa.DataFrameModel):
+    """A written train or validation file: ``anchor, positive[, negative], intent, group_id``.
+
+    A mined ``negative`` is text, and never the row's own answer (normalized).
+    """
+
+    anchor: Series[Any] = pa.Field(nullable=False)
+    positive: Series[Any] = pa.Field(nullable=False)
+    negative: Series[Any] | None = pa.Field(nullable=False)
+    intent: Series[Any] = pa.Field(nullable=False)
+    group_id: Series[Any] = pa.Field(nullable=False)
+
+    class Config:
+        strict = True
+        ordered = True
+
+    @pa.check("anchor", "positive", "negative", "intent", "group_id", name="blank")
+    def _text(cls, s: pd.Series) -> pd.Series:
+        return _nonblank_text(s)
+
+    @pa.dataframe_check(name="negative_is_positive")
+    def _negative(cls, df: pd.DataFrame) -> pd.Series:
+        if "negative" not in df.columns:
+            return pd.Series(True, index=df.index)
+        return normalize_text(df["negative"]) != normalize_text(df["positive"])
+
+
+class EvalFileSchema(pa.DataFrameModel):
+    """A written eval file: ``anchor, positive, intent, group_id[, slice]`` (slice: see ``SLICES``)."""
+
+    anchor: Series[Any] = pa.Field(nullable=False)
+    positive: Series[Any] = pa.Field(nullable=False)
+    intent: Series[Any] = pa.Field(nullable=False)
+    group_id: Series[Any] = pa.Field(nullable=False)
+    slice: Series[Any] | None = pa.Field(nullable=False)
+
+    class Config:
+        strict = True
+        ordered = True
+
+    @pa.check("anchor", "positive", "intent", "group_id", "slice", name="blank")
+    def _text(cls, s: pd.Series) -> pd.Series:
+        return _nonblank_text(s)
+
+
 # --- catalogs -------------------------------------------------------------------------------------
 
 CATALOG_COLUMNS = ("name", "cuisine", "ingredients", "diet_tags", "total_time_min")
+OPTIONAL_CATALOG_COLUMNS = ("aliases",)
+"""``aliases``: a list of ``ingredient=alternate name`` entries, ingredient among the row's ingredients."""
 
 
 def _is_str_list(v: Any) -> bool:
@@ -225,6 +269,7 @@ class CatalogSchema(pa.DataFrameModel):
     ingredients: Series[Any] = pa.Field(nullable=False)
     diet_tags: Series[Any] = pa.Field(nullable=False)
     total_time_min: Series[int] = pa.Field(ge=0, le=7 * 24 * 60, coerce=True)
+    aliases: Series[Any] | None = pa.Field(nullable=False)
 
     @pa.check("name", "cuisine", name="blank")
     def _blank(cls, s: pd.Series) -> pd.Series:
@@ -242,3 +287,25 @@ class CatalogSchema(pa.DataFrameModel):
     @pa.check("diet_tags", name="bad_diet_tags")
     def _tags(cls, s: pd.Series) -> pd.Series:
         return s.map(_is_str_list).astype(bool)
+
+    @pa.dataframe_check(name="bad_aliases")
+    def _aliases(cls, df: pd.DataFrame) -> pd.Series:
+        if "aliases" not in df.columns:
+            return pd.Series(True, index=df.index)
+        return pd.Series(
+            [_aliases_ok(a, i) for a, i in zip(df["aliases"], df["ingredients"], strict=True)], index=df.index
+        )
+
+
+def _aliases_ok(aliases: Any, ingredients: Any) -> bool:
+    """``aliases`` is a list of ``ingredient=alternate`` with the ingredient in ``ingredients``."""
+    if not isinstance(aliases, list) or not isinstance(ingredients, list):
+        return False
+    known = {str(i).strip().lower() for i in ingredients}
+    for entry in aliases:
+        if not isinstance(entry, str):
+            return False
+        canonical, sep, alternate = entry.partition("=")
+        if not sep or not alternate.strip() or canonical.strip().lower() not in known:
+            return False
+    return True

@@ -107,13 +107,14 @@ def dataset_is_complete(data_dir: Path) -> bool:
 
 def synthesize_stage(cfg: PipelineConfig) -> str:
     """Synthesize and validate pairs into ``datasets/<dataset_key>``; reuse a complete one."""
-    from pipelines.datasets import build_dataset
+    from pipelines.datasets import build_dataset, timing_line
 
     out = cfg.paths.datasets_dir / dataset_key(cfg)
     if dataset_is_complete(out):
         log.info("dataset %s is complete, reusing it", out)
         return str(out)
-    build_dataset(cfg, out)
+    manifest = build_dataset(cfg, out)
+    log.info("dataset %s written; %s", out, timing_line(manifest))
     return str(out)
 
 

@@ -11,11 +11,26 @@ diet_tags            ``recipe:<name>``                      the recipe's diet ta
 recipe_ingredients   ``recipe:<name>``                      the recipe's ingredients
 diet_and_ingredient  ``diet:<tag>|<ingredient>``            matching recipes or "No <tag> recipes ..."
 quick_recipes        ``quick:<minutes>|<cuisine>|<tag>``    recipes ready in time, or "No ... !"
+recipe_card          ``card:<name>``                        a short recipe card (name, cuisine,
+                                                            minutes, diet tags, main ingredients)
 ===================  ====================================  =======================================
 
 Groups are assigned to exactly one split (train, validation or eval) *before* any question is
 written, so no subject is shared between splits; a group yields several questions only through
-different wordings (each intent has at least 20), and every question of a group has the same answer.
+different wordings, and every question of a group has the same answer. A recipe card's question
+describes a need (ingredients, and maybe a cuisine, a diet and a time) fixed per group; several
+recipes may meet it, and :func:`correct_recipes` says which.
+
+Wordings and alternate names live in ``pipelines/data/wordings.json`` (at least 60 wordings per
+intent, in registers: plain and chatty questions, terse search-box queries, lower case without
+punctuation, common misspellings) and ``pipelines/data/aliases.json`` (alternate names of catalog
+ingredients; a catalog's ``aliases`` column adds its own). Questions name an ingredient, diet or time
+by an alternate name with probability ``alias_probability``; answers keep the catalog's names.
+
+Held out: per intent, ``heldout_fraction`` of the wordings (a fixed choice by text hash) and of the
+alternate names are never used in train or validation. Eval rows carry a ``slice``:
+``seen_wording`` (training wordings and names, new subjects), ``unseen_wording`` (held-out wordings,
+and held-out names where the subject has one) and ``recipe_card`` (the recipe-card intent).
 
 Sizes: ``n_train`` pairs (train + the validation slice) and ``n_eval`` pairs, mixed by
 ``intent_weights`` (largest-remainder rounding). ``synthesize(..., margin=...)`` writes a few extra
@@ -25,17 +40,25 @@ replaced by :func:`pipelines.datasets.build_dataset` without a second pass.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import re
+import zlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
-from pipelines.schemas import SPLITS
+from pipelines.schemas import SLICES, SPLITS
+
+__all__ = ["INTENTS", "SLICES", "is_correct_answer", "split_targets", "synthesize"]
 
 INTENTS: tuple[str, ...] = (
     "ingredient_pair",
@@ -43,137 +66,104 @@ INTENTS: tuple[str, ...] = (
     "recipe_ingredients",
     "diet_and_ingredient",
     "quick_recipes",
+    "recipe_card",
 )
-
-# --- wordings -------------------------------------------------------------------------------------
-
-PAIR_QUESTIONS = (
-    "What recipes can be made using {a} and {b}?",
-    "Can you provide recipe ideas with {a} and {b}?",
-    "What are some recipes that utilize {a} and {b} effectively?",
-    "What recipes incorporate {a} and {b} into meals?",
-    "What dishes can be created with {a} and {b}?",
-    "Can you suggest dishes where {a} and {b} are key?",
-    "Can you provide me with meal ideas using {a} and {b}?",
-    "What are the culinary uses of {a} and {b}?",
-    "What are some ways to use {a} and {b} in recipes?",
-    "What recipes are there with {a} and {b}?",
-    "What are some ideas for dishes with {a} and {b}?",
-    "What culinary preparations can be made with {a} and {b}?",
-    "Can you provide meal suggestions involving {a} and {b}?",
-    "What recipes incorporate {a} and {b} in their ingredients?",
-    "I have {a} and {b} at home. What can I cook?",
-    "Which recipes call for both {a} and {b}?",
-    "Any dish ideas that combine {a} and {b}?",
-    "What can I make with {a} and {b}?",
-    "Suggest a recipe that uses {a} together with {b}.",
-    "How can I cook a meal with {a} and {b}?",
-    "Which dishes feature {a} alongside {b}?",
-    "Got {a} and {b} in the kitchen - any recipes?",
-)
-DIET_TAG_QUESTIONS = (
-    "What diet tags are relevant to {name} ?",
-    "Which diets does {name} fit?",
-    "Is {name} vegetarian, vegan or gluten-free?",
-    "What dietary labels apply to {name}?",
-    "Can someone on a special diet eat {name}?",
-    "Tell me the diet tags for {name}.",
-    "What diets is {name} suitable for?",
-    "Which dietary restrictions does {name} meet?",
-    "Is {name} suitable for vegans or vegetarians?",
-    "What are the diet tags of {name}?",
-    "Does {name} fit a gluten-free or dairy-free diet?",
-    "Which dietary categories does {name} belong to?",
-    "What kind of diets work with {name}?",
-    "List the dietary tags for {name}.",
-    "Is {name} okay for someone avoiding meat, dairy or gluten?",
-    "What diet labels should I know about for {name}?",
-    "For which diets would {name} be a good choice?",
-    "Could you tell me which diets {name} is compatible with?",
-    "How is {name} tagged for diets?",
-    "Which diet labels does the recipe {name} carry?",
-    "Diet-wise, what is {name} suitable for?",
-)
-INGREDIENT_QUESTIONS = (
-    "What ingredients are in {name}?",
-    "What goes into {name}?",
-    "What do I need to make {name}?",
-    "List the ingredients for {name}.",
-    "Which ingredients does {name} use?",
-    "What is {name} made of?",
-    "What should I buy to cook {name}?",
-    "Can you give me the ingredient list for {name}?",
-    "What are the main ingredients of {name}?",
-    "Which ingredients are needed for {name}?",
-    "What's in {name}?",
-    "What do I need from the store for {name}?",
-    "Tell me what ingredients {name} calls for.",
-    "What are the components of {name}?",
-    "Which items go into making {name}?",
-    "What ingredients does the recipe {name} require?",
-    "How is {name} put together - what ingredients?",
-    "What should be in my pantry to prepare {name}?",
-    "Could you list what {name} contains?",
-    "Give me the shopping list for {name}.",
-    "What does {name} include?",
-)
-DIET_INGREDIENT_QUESTIONS = (
-    "What {tag} recipes can I make with {ing}?",
-    "Can you suggest a {tag} dish using {ing}?",
-    "Are there any {tag} recipes that include {ing}?",
-    "I eat {tag}. What can I cook with {ing}?",
-    "Which {tag} meals use {ing}?",
-    "Give me {tag} recipe ideas with {ing}.",
-    "What {tag} dishes feature {ing}?",
-    "Any {tag} options that use {ing}?",
-    "Which recipes with {ing} are {tag}?",
-    "What can I cook with {ing} that is {tag}?",
-    "Show me {tag} recipes containing {ing}.",
-    "I need a {tag} recipe with {ing}. Any ideas?",
-    "What {tag} food can be made from {ing}?",
-    "Which dishes are {tag} and use {ing}?",
-    "Suggest {tag} cooking ideas for {ing}.",
-    "Is there a {tag} recipe that calls for {ing}?",
-    "What are some {tag} ways to cook with {ing}?",
-    "Recommend a {tag} meal built around {ing}.",
-    "Do you have {tag} recipes featuring {ing}?",
-    "Looking for {tag} dishes with {ing} - what do you have?",
-    "What {tag} recipes include {ing} as an ingredient?",
-)
-QUICK_QUESTIONS = (
-    "What {kind}recipes can I make in {m} minutes or less?",
-    "Give me quick {kind}recipes ready within {m} minutes.",
-    "Which {kind}dishes take at most {m} minutes?",
-    "I only have {m} minutes. What {kind}recipes can I cook?",
-    "Any fast {kind}meals I can finish in {m} minutes?",
-    "What {kind}food can be on the table within {m} minutes?",
-    "Suggest {kind}recipes that take no more than {m} minutes.",
-    "Which {kind}recipes are done in {m} minutes?",
-    "What can I cook in {m} minutes? Looking for {kind}recipes.",
-    "List {kind}dishes with a total time of {m} minutes or less.",
-    "Show me {kind}recipes I can prepare in under {m1} minutes.",
-    "What are some speedy {kind}recipes within {m} minutes?",
-    "I am in a hurry: {kind}recipes ready in {m} minutes?",
-    "Which quick {kind}meals need {m} minutes at most?",
-    "Recommend {kind}dishes that cook in {m} minutes or less.",
-    "What {kind}recipes fit into {m} minutes?",
-    "Can you find {kind}recipes that take {m} minutes max?",
-    "Need a {kind}meal in {m} minutes - what are my options?",
-    "What weeknight {kind}recipes take {m} minutes or less?",
-    "Which {kind}recipes have a total time within {m} minutes?",
-    "Short on time: which {kind}dishes are ready within {m} minutes?",
-)
-
-WORDINGS: dict[str, tuple[str, ...]] = {
-    "ingredient_pair": PAIR_QUESTIONS,
-    "diet_tags": DIET_TAG_QUESTIONS,
-    "recipe_ingredients": INGREDIENT_QUESTIONS,
-    "diet_and_ingredient": DIET_INGREDIENT_QUESTIONS,
-    "quick_recipes": QUICK_QUESTIONS,
-}
+REGISTERS: tuple[str, ...] = ("plain", "chatty", "terse", "lower", "misspelled")
 QUICK_MINUTES = (10, 15, 20, 25, 30, 40, 45, 60, 90)
 MATCHING_PAIR_SHARE = 0.3
 """Share of ingredient-pair questions whose answer lists recipes (the rest: "No recipes found ...")."""
+CARD_DIET_ORDER = ("vegan", "vegetarian", "pescatarian", "gluten-free", "dairy-free")
+"""Diet tags a recipe-card need may name, most specific first."""
+
+# --- wordings and alternate names (data files beside the catalog) ---------------------------------
+
+
+def _data_file(name: str) -> dict[str, Any]:
+    path = resources.files("pipelines") / "data" / name
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class Template:
+    text: str
+    register: str
+    heldout: bool
+
+    def fill(self, **values: str) -> str:
+        q = self.text.format(**values)
+        return q.lower() if self.register in LOWERED_REGISTERS else q[0].upper() + q[1:]
+
+
+def heldout_choice(texts: Sequence[str], fraction: float) -> set[str]:
+    """Exactly ``round(len(texts) * fraction)`` texts, fixed by their crc32 (independent of order)."""
+    ranked = sorted(texts, key=lambda t: (zlib.crc32(t.encode("utf-8")), t))
+    return set(ranked[: round(len(texts) * fraction)])
+
+
+def is_heldout_name(canonical: str, alternate: str, fraction: float) -> bool:
+    """An alternate name is held out when the hash of ``canonical=alternate`` falls under ``fraction``."""
+    return zlib.crc32(f"{canonical}={alternate}".encode()) % 10_000 < fraction * 10_000
+
+
+@functools.lru_cache(maxsize=1)
+def wording_data() -> dict[str, Any]:
+    return _data_file("wordings.json")
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_aliases() -> dict[str, tuple[str, ...]]:
+    """Alternate names of the bundled catalog's ingredients (``pipelines/data/aliases.json``)."""
+    return {k: tuple(v) for k, v in _data_file("aliases.json")["aliases"].items()}
+
+
+LOWERED_REGISTERS = frozenset(wording_data()["lowered_registers"])
+
+
+@functools.lru_cache(maxsize=8)
+def templates(intent: str, fraction: float) -> tuple[Template, ...]:
+    """All wordings of an intent, each marked held out (eval only) or not."""
+    by_register: dict[str, list[str]] = wording_data()["wordings"][intent]
+    texts = [t for reg in REGISTERS for t in by_register.get(reg, [])]
+    held = heldout_choice(texts, fraction)
+    return tuple(Template(t, reg, t in held) for reg in REGISTERS for t in by_register.get(reg, []))
+
+
+def wordings(intent: str, heldout: bool, fraction: float) -> list[Template]:
+    return [t for t in templates(intent, fraction) if t.heldout == heldout]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Alternate names of one thing, split into the ones training may use and the held-out ones."""
+
+    seen: tuple[str, ...] = ()
+    unseen: tuple[str, ...] = ()
+
+
+def _names(table: Mapping[str, Iterable[str]], fraction: float) -> dict[str, Names]:
+    out = {}
+    for canonical, alts in table.items():
+        alts = [a for a in dict.fromkeys(alts) if a and a != canonical]
+        out[canonical] = Names(
+            seen=tuple(a for a in alts if not is_heldout_name(canonical, a, fraction)),
+            unseen=tuple(a for a in alts if is_heldout_name(canonical, a, fraction)),
+        )
+    return out
+
+
+def catalog_aliases(catalog: pd.DataFrame) -> dict[str, list[str]]:
+    """Alternate names of the catalog's ingredients: the bundled table, then the ``aliases`` column."""
+    ingredients = {i for ings in catalog["ingredients"] for i in ings}
+    table: dict[str, list[str]] = {k: list(v) for k, v in bundled_aliases().items() if k in ingredients}
+    if "aliases" in catalog.columns:
+        for entries in catalog["aliases"]:
+            for entry in entries or ():
+                canonical, _, alternate = str(entry).partition("=")
+                table.setdefault(canonical.strip().lower(), []).append(alternate.strip())
+    return table
 
 
 # --- targets --------------------------------------------------------------------------------------
@@ -217,16 +207,18 @@ class _Index:
     by_ingredient: dict[str, list[int]]
     tags: list[str]
     cuisines: list[str]
-    catalog: pd.DataFrame
     times: np.ndarray
     cuisine_of: np.ndarray
     has_tag: dict[str, np.ndarray]
     tag_lists: list[list[str]]
     ingredient_lists: list[list[str]]
     pair_hits: dict[tuple[str, str], list[int]]
+    aliases: dict[str, Names]
+    diets: dict[str, Names]
+    time_names: dict[int, Names]
 
 
-def _index(catalog: pd.DataFrame) -> _Index:
+def _index(catalog: pd.DataFrame, fraction: float) -> _Index:
     by_ing: dict[str, list[int]] = defaultdict(list)
     for i, ings in enumerate(catalog["ingredients"]):
         for ing in dict.fromkeys(ings):
@@ -238,18 +230,21 @@ def _index(catalog: pd.DataFrame) -> _Index:
         for k, a in enumerate(uniq):
             for b in uniq[k + 1 :]:
                 pair_hits[(a, b)].append(i)
+    data = wording_data()
     return _Index(
         names=list(catalog["name"]),
         by_ingredient=dict(by_ing),
         tags=tags,
         cuisines=sorted(set(catalog["cuisine"])),
-        catalog=catalog,
         times=catalog["total_time_min"].to_numpy(dtype=np.int64),
         cuisine_of=catalog["cuisine"].to_numpy(dtype=object),
         has_tag={t: catalog["diet_tags"].map(lambda ts, t=t: t in ts).to_numpy(dtype=bool) for t in tags},
         tag_lists=[list(ts) for ts in catalog["diet_tags"]],
         ingredient_lists=[list(xs) for xs in catalog["ingredients"]],
         pair_hits=dict(pair_hits),
+        aliases=_names(catalog_aliases(catalog), fraction),
+        diets=_names(data["diet_paraphrases"], fraction),
+        time_names={int(m): n for m, n in _names(data["time_phrases"], fraction).items()},
     )
 
 
@@ -283,28 +278,149 @@ def _kind_phrase(cuisine: str | None, tag: str | None) -> str:
     return (" ".join(words) + " ") if words else ""
 
 
-def answer_for(idx: _Index, intent: str, subject: tuple, order: int, budget: int) -> str:  # type: ignore[type-arg]
+class _Say:
+    """Names a thing in a question: the catalog's name, or an alternate name with probability ``p``.
+
+    ``unseen``: prefer a held-out alternate name (eval's unseen_wording slice); otherwise only the
+    names training may use. Uniform draws come from ``rng`` in blocks (scalar draws are slow).
+    """
+
+    def __init__(self, rng: np.random.Generator, p: float, unseen: bool) -> None:
+        self.rng, self.p, self.unseen = rng, p, unseen
+        self._block: list[float] = []
+
+    def uniform(self) -> float:
+        if not self._block:
+            self._block = self.rng.random(4096).tolist()
+        return self._block.pop()
+
+    def pick(self, items: Sequence[str]) -> str:
+        return items[int(self.uniform() * len(items))]
+
+    def __call__(self, canonical: str, names: Names | None) -> str:
+        if names is None:
+            return canonical
+        if self.unseen and names.unseen:
+            return self.pick(names.unseen)
+        if names.seen and self.uniform() < self.p:
+            return self.pick(names.seen)
+        return canonical
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a recipe-card question asks for; fixed per group."""
+
+    recipe: int
+    ingredients: tuple[str, ...]
+    cuisine: str | None
+    tag: str | None
+    minutes: int | None
+    meal: str
+
+
+def _card_need(idx: _Index, i: int, rng: np.random.Generator) -> Need:
+    data = wording_data()
+    n_recipes = len(idx.names)
+    core = [x for x in idx.ingredient_lists[i][:4] if len(idx.by_ingredient[x]) <= max(3, n_recipes // 20)]
+    core = core or idx.ingredient_lists[i][:1]
+    tags = [t for t in CARD_DIET_ORDER if t in idx.tag_lists[i]][:2]
+    tag = tags[int(rng.integers(len(tags)))] if tags and rng.random() < 0.5 else None
+    cuisine = idx.cuisine_of[i] if rng.random() < 0.6 else None
+    fits = [m for m in QUICK_MINUTES if m >= idx.times[i]]
+    minutes = fits[0] if fits and idx.times[i] <= 45 and rng.random() < 0.5 else None
+    # Ingredients alone say little: name two of them when nothing else narrows the need.
+    k = min(len(core), 2 if not (tag or cuisine or minutes) else int(rng.integers(1, 3)))
+    ings = tuple(core[j] for j in sorted(rng.choice(len(core), size=k, replace=False)))
+    meals = data["card_meals"]
+    return Need(i, ings, cuisine, tag, minutes, meals[int(rng.integers(len(meals)))])
+
+
+def correct_recipes(idx: _Index, need: Need) -> list[int]:
+    """Every recipe that meets the need (the need's own recipe among them)."""
+    mask = np.ones(len(idx.names), dtype=bool)
+    for ing in need.ingredients:
+        hit = np.zeros(len(idx.names), dtype=bool)
+        hit[idx.by_ingredient.get(ing, [])] = True
+        mask &= hit
+    if need.cuisine:
+        mask &= idx.cuisine_of == need.cuisine
+    if need.tag:
+        mask &= idx.has_tag[need.tag]
+    if need.minutes:
+        mask &= idx.times <= need.minutes
+    return [int(j) for j in np.flatnonzero(mask)]
+
+
+_A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+
+
+def _need_phrase(idx: _Index, need: Need, say: _Say) -> str:
+    data = wording_data()
+    ings = " and ".join(say(x, idx.aliases.get(x)) for x in need.ingredients)
+    if not (need.cuisine or need.tag or need.minutes):
+        phrases = data["card_ingredient_phrases"]
+        return f"{need.meal} " + say.pick(phrases).format(ings=ings)
+    tag = say(need.tag, idx.diets.get(need.tag)) if need.tag else None
+    words = [tag, need.cuisine, need.meal]
+    if need.minutes and need.minutes <= 30 and say.uniform() < 0.4:
+        words.insert(0, say.pick(data["card_quick_words"]))
+    phrase = " ".join(w for w in words if w) + f" with {ings}"
+    if need.minutes:
+        t = say(f"{need.minutes} minutes", idx.time_names.get(need.minutes))
+        phrase += say.pick((" ready in {t}", " in under {t}", " that takes {t} or less")).format(t=t)
+    return phrase
+
+
+CARD_BUDGET_FACTOR = 1.2
+"""Cards may use 1.2x the answer budget: their words are common, a token covers several characters."""
+
+
+def card_answer(idx: _Index, i: int, budget: int, first: Sequence[str] = ()) -> str:
+    """``Name: cuisine, N min, tags. Main ingredients: ...`` (``first`` ingredients listed first)."""
+    budget = int(budget * CARD_BUDGET_FACTOR)
+    tags = idx.tag_lists[i]
+    tag_text = _fit_list("", tags, "", budget // 3) if tags else "no diet tags"
+    head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min, {tag_text}. Main ingredients: "
+    if len(head) + 12 > budget:  # a tight budget: the diet tags go first
+        head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min. Main ingredients: "
+    main = list(dict.fromkeys([*first, *idx.ingredient_lists[i][:5]]))
+    return _fit_list(head, main, ".", budget)
+
+
+def answer_for(
+    idx: _Index,
+    intent: str,
+    subject: tuple,  # type: ignore[type-arg]
+    budget: int,
+    first: Sequence[str] = (),
+) -> tuple[str, tuple[int, ...]]:
+    """The answer and the recipes it names (``()`` for "no recipes" and per-recipe facts).
+
+    ``first``: for a recipe card, the ingredients its question names (listed first on the card).
+    """
     if intent == "ingredient_pair":
-        a, b = subject if order == 0 else subject[::-1]
-        hits = idx.pair_hits.get((min(a, b), max(a, b)), [])
+        a, b = subject
+        hits = idx.pair_hits.get((a, b), [])
         if not hits:
-            return f"No recipes found with these {a} and {b}!"
-        return _fit_list(f"Recipes with {a} and {b}: ", [idx.names[i] for i in hits], ".", budget)
+            return f"No recipes found with these {a} and {b}!", ()
+        return _fit_list(f"Recipes with {a} and {b}: ", [idx.names[i] for i in hits], ".", budget), tuple(hits)
     if intent == "diet_tags":
         (i,) = subject
         tags = idx.tag_lists[i]
         if not tags:
-            return f"{idx.names[i]} has no special diet tags."
-        return _fit_list(f"{idx.names[i]} is ", list(tags), ".", budget)
+            return f"{idx.names[i]} has no special diet tags.", ()
+        return _fit_list(f"{idx.names[i]} is ", list(tags), ".", budget), ()
     if intent == "recipe_ingredients":
         (i,) = subject
-        return _fit_list(f"{idx.names[i]} uses ", idx.ingredient_lists[i], ".", budget)
+        return _fit_list(f"{idx.names[i]} uses ", idx.ingredient_lists[i], ".", budget), ()
     if intent == "diet_and_ingredient":
         tag, ing = subject
         hits = [i for i in idx.by_ingredient.get(ing, ()) if idx.has_tag[tag][i]]
         if not hits:
-            return f"No {tag} recipes found with {ing}!"
-        return _fit_list(f"{tag.capitalize()} recipes with {ing}: ", [idx.names[i] for i in hits], ".", budget)
+            return f"No {tag} recipes found with {ing}!", ()
+        text = _fit_list(f"{tag.capitalize()} recipes with {ing}: ", [idx.names[i] for i in hits], ".", budget)
+        return text, tuple(hits)
     if intent == "quick_recipes":
         minutes, cuisine, tag = subject
         mask = idx.times <= minutes
@@ -315,26 +431,35 @@ def answer_for(idx: _Index, intent: str, subject: tuple, order: int, budget: int
         hit_rows = sorted(np.flatnonzero(mask), key=lambda i: (idx.times[i], idx.names[i]))
         kind = _kind_phrase(cuisine, tag)
         if not hit_rows:
-            return f"No {kind}recipes ready in {minutes} minutes or less!"
+            return f"No {kind}recipes ready in {minutes} minutes or less!", ()
         items = [f"{idx.names[i]} ({idx.times[i]} min)" for i in hit_rows]
         lead = f"{kind}recipes ready in {minutes} minutes or less: "
-        return _fit_list(lead[0].upper() + lead[1:], items, ".", budget)
+        return _fit_list(lead[0].upper() + lead[1:], items, ".", budget), tuple(int(i) for i in hit_rows)
+    if intent == "recipe_card":
+        (i,) = subject
+        return card_answer(idx, i, budget, first), (i,)
     raise ValueError(f"unknown intent {intent!r}")
 
 
-def question_for(idx: _Index, intent: str, subject: tuple, order: int, wording: int) -> str:  # type: ignore[type-arg]
-    template = WORDINGS[intent][wording]
+def question_for(
+    idx: _Index, intent: str, subject: tuple, template: Template, say: _Say, need: Need | None = None
+) -> str:  # type: ignore[type-arg]
     if intent == "ingredient_pair":
-        a, b = subject if order == 0 else subject[::-1]
-        return template.format(a=a, b=b)
+        a, b = subject
+        return template.fill(a=say(a, idx.aliases.get(a)), b=say(b, idx.aliases.get(b)))
     if intent in ("diet_tags", "recipe_ingredients"):
-        return template.format(name=idx.names[subject[0]])
+        return template.fill(name=idx.names[subject[0]])
     if intent == "diet_and_ingredient":
         tag, ing = subject
-        return template.format(tag=tag, ing=ing)
-    minutes, cuisine, tag = subject
-    q = template.format(kind=_kind_phrase(cuisine, tag), m=minutes, m1=minutes + 1)
-    return q[0].upper() + q[1:]
+        return template.fill(tag=say(tag, idx.diets.get(tag)), ing=say(ing, idx.aliases.get(ing)))
+    if intent == "quick_recipes":
+        minutes, cuisine, tag = subject
+        kind = _kind_phrase(cuisine, say(tag, idx.diets.get(tag)) if tag else None)
+        return template.fill(kind=kind, time=say(f"{minutes} minutes", idx.time_names.get(minutes)))
+    if intent == "recipe_card":
+        assert need is not None
+        return _A_BEFORE_VOWEL.sub(r"\1n ", template.fill(need=_need_phrase(idx, need, say)))
+    raise ValueError(f"unknown intent {intent!r}")
 
 
 def group_id_for(idx: _Index, intent: str, subject: tuple) -> str:  # type: ignore[type-arg]
@@ -342,6 +467,8 @@ def group_id_for(idx: _Index, intent: str, subject: tuple) -> str:  # type: igno
         return f"pair:{subject[0]}|{subject[1]}"
     if intent in ("diet_tags", "recipe_ingredients"):
         return f"recipe:{idx.names[subject[0]]}"
+    if intent == "recipe_card":
+        return f"card:{idx.names[subject[0]]}"
     if intent == "diet_and_ingredient":
         return f"diet:{subject[0]}|{subject[1]}"
     return "quick:{}|{}|{}".format(*(s or "any" for s in subject))
@@ -353,6 +480,7 @@ _FAMILY = {
     "ingredient_pair": "pair",
     "diet_tags": "recipe",
     "recipe_ingredients": "recipe",
+    "recipe_card": "recipe",
     "diet_and_ingredient": "diet",
     "quick_recipes": "quick",
 }
@@ -373,7 +501,7 @@ def _universe(idx: _Index, family: str, rng: np.random.Generator) -> list[tuple]
 
 
 def _pair_universe(idx: _Index, rng: np.random.Generator, need: int) -> list[tuple[str, str]]:
-    """Ingredient pairs: ``MATCHING_PAIR_SHARE`` that co-occur in a recipe, the rest that do not."""
+    """Ingredient pairs (sorted): ``MATCHING_PAIR_SHARE`` that co-occur in a recipe, the rest that do not."""
     ings = sorted(idx.by_ingredient)
     matching = idx.pair_hits
     match_list = sorted(matching)
@@ -395,6 +523,10 @@ def _pair_universe(idx: _Index, rng: np.random.Generator, need: int) -> list[tup
 
 # --- synthesis ------------------------------------------------------------------------------------
 
+COLUMNS = ["anchor", "positive", "intent", "group_id", "split", "slice"]
+ANSWER_COLUMNS = ["answer_recipes", "correct_recipes"]
+"""Working columns (not written): recipes each answer names, and recipes that correctly answer each question."""
+
 
 def synthesize(
     catalog: pd.DataFrame,
@@ -407,17 +539,19 @@ def synthesize(
 ) -> pd.DataFrame:
     """Pairs for every (split, intent): ``target`` rows, then ``margin_for(target, margin)`` spares.
 
-    Columns: ``anchor``, ``positive``, ``intent``, ``group_id``, ``split`` -- train rows first, then
-    validation, then eval. Raises :class:`InputError` when the catalog is too small for the sizes.
+    Columns: ``anchor``, ``positive``, ``intent``, ``group_id``, ``split``, ``slice`` and the working
+    columns ``answer_recipes`` / ``correct_recipes`` (tuples of catalog row numbers, see
+    :func:`is_correct_answer`) -- train rows first, then validation, then eval. Train and validation
+    rows have the slice ``seen_wording``. Raises :class:`InputError` when the catalog is too small.
     """
     seed = cfg.seed if seed is None else seed
     targets = split_targets(cfg)
     need = {s: {k: n + margin_for(n, margin) for k, n in targets[s].items()} for s in SPLITS}
-    idx = _index(catalog)
+    idx = _index(catalog, cfg.heldout_fraction)
     if len(idx.names) < 2 or len(idx.by_ingredient) < 2:
         raise InputError("catalog too small: need at least 2 recipes and 2 ingredients")
 
-    rows: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    frames: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     for fam_no, family in enumerate(("pair", "recipe", "diet", "quick")):
         intents = [k for k in INTENTS if _FAMILY[k] == family]
         fam_need = {s: sum(need[s][k] for k in intents) for s in SPLITS}
@@ -430,92 +564,113 @@ def synthesize(
         universe = _pair_universe(idx, rng, total) if family == "pair" else _universe(idx, family, rng)
         groups = _assign_groups(universe, fam_need, intents, need)
         for intent in intents:
-            n_words = len(WORDINGS[intent])
             for split in SPLITS:
                 n = need[split][intent]
                 split_groups = groups[split]
                 if n and not split_groups:
                     raise InputError(f"catalog too small: no {family} subjects left for {split} {intent}")
-                if n > len(split_groups) * n_words:
-                    raise InputError(
-                        f"catalog too small for {n} {intent} pairs in {split}: "
-                        f"{len(split_groups)} subjects x {n_words} wordings"
-                    )
-                offsets = rng.integers(0, n_words, size=len(split_groups))
-                orders = rng.integers(0, 2, size=len(split_groups))
-                if intent == "ingredient_pair":
-                    rows[(split, intent)] = _pair_rows(idx, split_groups, n, offsets, orders, answer_budget_chars)
-                    continue
-                out: list[tuple[str, str, str]] = []
-                answers: dict[int, str] = {}
-                for k in range(n):
-                    g, rnd = k % len(split_groups), k // len(split_groups)
-                    subject = split_groups[g]
-                    order = int(orders[g]) if intent == "ingredient_pair" else 0
-                    wording = int((offsets[g] + rnd) % n_words)
-                    if g not in answers:
-                        answers[g] = answer_for(idx, intent, subject, order, answer_budget_chars)
-                    out.append(
-                        (
-                            question_for(idx, intent, subject, order, wording),
-                            answers[g],
-                            group_id_for(idx, intent, subject),
+                plan: list[tuple[str, bool | None, int]]
+                if split != "eval":
+                    plan = [("seen_wording", False, n)]
+                elif intent == "recipe_card":
+                    plan = [("recipe_card", None, n)]
+                else:
+                    has_unseen = bool(wordings(intent, True, cfg.heldout_fraction))
+                    n_unseen = round(n * cfg.unseen_eval_fraction) if has_unseen else 0
+                    plan = [("seen_wording", False, n - n_unseen), ("unseen_wording", True, n_unseen)]
+                out = frames.setdefault((split, intent), [])
+                for slice_name, heldout, count in plan:
+                    if count:
+                        out += _rows(
+                            idx, intent, split_groups, count, heldout, slice_name, cfg, rng, answer_budget_chars
                         )
-                    )
-                rows[(split, intent)] = out
 
-    frames = []
+    parts = []
     for split in SPLITS:
         for intent in INTENTS:
-            part = rows.get((split, intent), [])
-            if part:
-                f = pd.DataFrame(part, columns=["anchor", "positive", "group_id"])
+            rows = frames.get((split, intent), [])
+            if rows:
+                f = pd.DataFrame(rows, columns=["anchor", "positive", "group_id", "slice", *ANSWER_COLUMNS])
                 f["intent"] = intent
                 f["split"] = split
-                frames.append(f)
-    cols = ["anchor", "positive", "intent", "group_id", "split"]
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    return pd.concat(frames, ignore_index=True)[cols]
+                parts.append(f)
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*COLUMNS, *ANSWER_COLUMNS]})
+    return pd.concat(parts, ignore_index=True)[[*COLUMNS, *ANSWER_COLUMNS]]
 
 
-def _template_parts(templates: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split ``pre{a}mid{b}post`` templates into three object arrays for vectorized formatting."""
-    parts = []
-    for t in templates:
-        pre, rest = t.split("{a}")
-        mid, post = rest.split("{b}")
-        parts.append((pre, mid, post))
-    pre_a, mid_a, post_a = (np.array(col, dtype=object) for col in zip(*parts, strict=True))
-    return pre_a, mid_a, post_a
-
-
-def _pair_rows(
+def _rows(
     idx: _Index,
+    intent: str,
     groups: list[tuple],  # type: ignore[type-arg]
     n: int,
-    offsets: np.ndarray,
-    orders: np.ndarray,
+    heldout: bool | None,
+    slice_name: str,
+    cfg: SynthesisConfig,
+    rng: np.random.Generator,
     budget: int,
-) -> list[tuple[str, str, str]]:
-    """Vectorized :func:`question_for` / :func:`answer_for` for ingredient pairs (the bulk of the data)."""
-    n_words = len(PAIR_QUESTIONS)
+) -> list[tuple[Any, ...]]:
+    """``n`` rows cycling over ``groups``; each round gives every group its next wording.
+
+    ``heldout``: False = training wordings and names, True = held-out wordings (and held-out names
+    where there are any), None = every wording (the recipe-card slice).
+    """
+    fraction = cfg.heldout_fraction
+    pool = list(templates(intent, fraction)) if heldout is None else wordings(intent, heldout, fraction)
+    if not pool:
+        raise InputError(f"no {'held-out ' if heldout else ''}wordings for {intent}: check synthesis.heldout_fraction")
+    if n > len(groups) * len(pool):
+        raise InputError(
+            f"catalog too small for {n} {intent} pairs ({slice_name}): {len(groups)} subjects x {len(pool)} wordings"
+        )
+    say = _Say(rng, cfg.alias_probability, unseen=bool(heldout))
+    offsets = rng.integers(0, len(pool), size=len(groups))
+    swap = (
+        (rng.integers(0, 2, size=len(groups)) == 1).tolist() if intent == "ingredient_pair" else [False] * len(groups)
+    )
+    known: dict[int, tuple[str, str, tuple[int, ...], tuple[int, ...]]] = {}
+    needs: dict[int, Need] = {}
     k = np.arange(n)
-    g = k % len(groups)
-    wording = (offsets[g] + k // len(groups)) % n_words
-    first = np.array([s[0] for s in groups], dtype=object)[g]
-    second = np.array([s[1] for s in groups], dtype=object)[g]
-    swap = orders[g] == 1
-    a = np.where(swap, second, first)
-    b = np.where(swap, first, second)
-    pre, mid, post = _template_parts(PAIR_QUESTIONS)
-    anchors = pre[wording] + a + mid[wording] + b + post[wording]
-    positives = "No recipes found with these " + a + " and " + b + "!"
-    for i in np.flatnonzero([(f, s) in idx.pair_hits for f, s in zip(first, second, strict=True)]):
-        names = [idx.names[r] for r in idx.pair_hits[(first[i], second[i])]]
-        positives[i] = _fit_list(f"Recipes with {a[i]} and {b[i]}: ", names, ".", budget)
-    group_ids = "pair:" + first + "|" + second
-    return list(zip(anchors.tolist(), positives.tolist(), group_ids.tolist(), strict=True))
+    g_of = (k % len(groups)).tolist()
+    t_of = ((offsets[k % len(groups)] + k // len(groups)) % len(pool)).tolist()
+    out: list[tuple[Any, ...]] = []
+    for g, t in zip(g_of, t_of, strict=True):
+        subject = groups[g]
+        if g not in known:
+            if intent == "recipe_card":
+                needs[g] = _card_need(idx, subject[0], np.random.default_rng([cfg.seed, 99, subject[0]]))
+                text, named = answer_for(idx, intent, subject, budget, needs[g].ingredients)
+                correct = tuple(correct_recipes(idx, needs[g]))
+            else:
+                text, named = answer_for(idx, intent, subject, budget)
+                correct = named
+            known[g] = (text, group_id_for(idx, intent, subject), named, correct)
+        shown = subject[::-1] if swap[g] else subject
+        question = question_for(idx, intent, shown, pool[t], say, needs.get(g))
+        text, group_id, named, correct = known[g]
+        out.append((question, text, group_id, slice_name, named, correct))
+    return out
+
+
+def is_correct_answer(
+    question_intent: str, correct: Sequence[int], answer_intent: str, answer_recipes: Sequence[int]
+) -> bool:
+    """Whether an answer (of another question) also answers this question correctly.
+
+    Listing answers (ingredient pairs, diet + ingredient, quick recipes) are correct for a listing
+    question when they name exactly its recipes, and for a recipe-card question when they name one of
+    the recipes that meet its need; a recipe card is correct when its recipe meets the need (or is one
+    of the recipes a listing question asks for). Per-recipe facts (diet tags, ingredient lists) and
+    "no recipes" answers are correct only as the question's own answer (same text).
+    """
+    if not correct or not answer_recipes:
+        return False
+    ok = set(correct)
+    if question_intent == "recipe_card":
+        return bool(ok & set(answer_recipes))
+    if answer_intent == "recipe_card":
+        return set(answer_recipes) <= ok
+    return set(answer_recipes) == ok
 
 
 def _assign_groups(

@@ -78,7 +78,10 @@ def load_train_result(out_dir: Path) -> dict[str, Any]:
 
 
 def load_split(data_dir: Path, split: str) -> pd.DataFrame:
-    """``anchor``/``positive`` of ``data_dir/<split>.parquet`` (other columns are dropped)."""
+    """``anchor``, ``positive`` and, when the split has one, ``negative`` of ``data_dir/<split>.parquet``.
+
+    Other columns are dropped. With ``negative`` the loss sees (anchor, positive, negative) triplets.
+    """
     from pipelines.io import read_table
 
     path = Path(data_dir) / f"{split}.parquet"
@@ -87,7 +90,8 @@ def load_split(data_dir: Path, split: str) -> pd.DataFrame:
     df = read_table(path, required=["anchor", "positive"])
     if len(df) == 0:
         raise InputError(f"{path}: no rows")
-    return df[["anchor", "positive"]].astype(str).reset_index(drop=True)
+    cols = ["anchor", "positive", *(["negative"] if "negative" in df.columns else [])]
+    return df[cols].astype(str).reset_index(drop=True)
 
 
 # --- checkpoints --------------------------------------------------------------------------------

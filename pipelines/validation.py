@@ -59,6 +59,8 @@ class ValidationResult:
     rejects: pd.DataFrame
     n_input: int
     by_reason: dict[str, int] = field(default_factory=dict)
+    accepted_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Input position of each accepted row (to carry columns the contract does not check)."""
 
     @property
     def reject_fraction(self) -> float:
@@ -238,6 +240,7 @@ def validate_pairs(
         rejects=rejects,
         n_input=len(work),
         by_reason={r: by_reason[r] for r in REASONS if r in by_reason},
+        accepted_rows=np.flatnonzero(~bad),
     )
 
 

@@ -57,6 +57,11 @@ def _report(manifest: dict[str, Any], out: Path) -> None:
         f"{leak['eval_groups_also_in_train_or_validation']} shared groups, "
         f"{leak['questions_seen_in_an_earlier_split']} repeated questions"
     )
+    from pipelines.datasets import timing_line
+
+    line = timing_line(manifest)
+    if line:
+        console.print(line)
     console.print(f"wrote {out}/ (train, validation, eval, rejects .parquet + manifest.json)")
 
 

@@ -34,7 +34,9 @@ def test_smoke_dataset_has_exact_counts_and_a_full_manifest(smoke_dir: tuple[Pat
     t = split_targets(SMOKE.synthesis)
     for split, name in FILES.items():
         df = pd.read_parquet(out / name)
-        assert list(df.columns) == ["anchor", "positive", "intent", "group_id"]
+        # smoke mines no negatives; eval carries its slice
+        extra = ["slice"] if split == "eval" else []
+        assert list(df.columns) == ["anchor", "positive", "intent", "group_id", *extra]
         assert len(df) == m["counts"][split]["total"] == sum(t[split].values())
         assert df.groupby("intent").size().to_dict() == {k: v for k, v in t[split].items() if v}
         assert m["files"][name]["sha256"] == m["digests"][name] == sha256_file(out / name)
@@ -69,7 +71,7 @@ def test_same_seed_same_digests_other_seed_different(smoke_dir: tuple[Path, dict
 
 def test_rejected_rows_are_replaced_from_the_margin(tmp_path: Path) -> None:
     """A tight token limit rejects some long answers; the spares keep the exact targets."""
-    cfg = load_config("smoke", sets=["model.max_seq_length=30", "validation.max_reject_fraction=0.5"])
+    cfg = load_config("smoke", sets=["model.max_seq_length=32", "validation.max_reject_fraction=0.5"])
     m = build_dataset(cfg, tmp_path / "d")
     assert m["rejected"]["total"] > 0 and set(m["rejected"]["by_reason"]) <= set(REASONS)
     assert m["counts"]["eval"]["total"] == cfg.synthesis.n_eval

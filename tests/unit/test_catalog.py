@@ -24,7 +24,7 @@ def bundled() -> pd.DataFrame:
 
 
 def test_bundled_catalog_size_and_columns(bundled: pd.DataFrame) -> None:
-    assert list(bundled.columns) == ["name", "cuisine", "ingredients", "diet_tags", "total_time_min"]
+    assert list(bundled.columns) == ["name", "cuisine", "ingredients", "diet_tags", "total_time_min", "aliases"]
     assert len(bundled) >= 300
     assert bundled["name"].is_unique
     assert len({i for ings in bundled["ingredients"] for i in ings}) >= 400
@@ -39,23 +39,48 @@ def test_bundled_names_follow_the_seed_style(bundled: pd.DataFrame) -> None:
         assert any(ing in ings for ings in bundled["ingredients"]), ing
 
 
+# An expectation written independently of scripts/build_catalog.py's category table: plain words that
+# mark an ingredient as meat, fish, dairy or gluten, with the plant-based look-alikes excepted.
+_MEAT = ("chicken", "beef", "pork", "lamb", "bacon", "ham", "turkey", "duck", "goat meat", "veal", "chorizo",
+         "sausage", "prosciutto", "pancetta", "salami", "lard", "gelatin")  # fmt: skip
+_FISH = ("shrimp", "prawns", "salmon", "tuna", "cod", "fish", "anchovies", "mussels", "clams", "scallops",
+         "squid", "crab", "lobster", "sardines", "mackerel", "halibut", "sea bass", "snapper", "bonito",
+         "oyster sauce", "worcestershire")  # fmt: skip
+_DAIRY = ("butter", "milk", "cream", "cheese", "yogurt", "ghee", "paneer", "mozzarella", "parmesan", "feta",
+          "ricotta", "mascarpone", "gruyere", "brie", "halloumi", "khoya", "malai", "kefir", "whey")  # fmt: skip
+_PLANT_LOOKALIKES = ("vegan ", "peanut butter", "almond butter", "almond milk", "oat milk", "soy milk",
+                     "coconut", "cashew cream", "fish-free", "oyster mushrooms", "cream of tartar")  # fmt: skip
+
+
+def _has(ings: list[str], words: tuple[str, ...]) -> bool:
+    def hit(ing: str) -> bool:
+        if any(p in ing for p in _PLANT_LOOKALIKES):
+            return False
+        return any(re.search(rf"\b{re.escape(w)}\b", ing) for w in words)
+
+    return any(hit(i) for i in ings)
+
+
 def test_diet_tags_are_consistent_with_ingredients(bundled: pd.DataFrame) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import build_catalog as bc
-    finally:
-        sys.path.pop(0)
     for ings, tags in zip(bundled["ingredients"], bundled["diet_tags"], strict=True):
-        cats = {bc.CATEGORY_OF[i] for i in ings}
+        meat, fish, dairy = _has(ings, _MEAT), _has(ings, _FISH), _has(ings, _DAIRY)
+        if meat or fish:
+            assert "vegetarian" not in tags and "vegan" not in tags, ings
+        if meat:
+            assert "pescatarian" not in tags, ings
+        if dairy:
+            assert "dairy-free" not in tags and "vegan" not in tags, ings
+        if "egg" in ings:
+            assert "egg-free" not in tags and "vegan" not in tags, ings
         if "vegan" in tags:
-            assert "vegetarian" in tags and not cats & {"meat", "seafood", "dairy", "egg", "honey"}
-        if "vegetarian" in tags:
-            assert not cats & {"meat", "seafood"}
-        if "gluten-free" in tags:
-            assert "gluten" not in cats
-        if "dairy-free" in tags:
-            assert "dairy" not in cats
-        assert ("vegetarian" in tags) == (not cats & {"meat", "seafood"})
+            assert "vegetarian" in tags and "dairy-free" in tags and "egg-free" in tags
+    by_dish = {n.split("'s ", 1)[1]: t for n, t in zip(bundled["name"], bundled["diet_tags"], strict=True)}
+    # Known dishes, by their core ingredients (extras never make a dish less vegetarian or vegan).
+    assert "vegan" in by_dish["Masoor Dal"] and "vegan" in by_dish["Guacamole"]
+    assert "vegetarian" in by_dish["Palak Paneer"] and "dairy-free" not in by_dish["Palak Paneer"]
+    assert "vegetarian" not in by_dish["Butter Chicken"] and "dairy-free" not in by_dish["Butter Chicken"]
+    assert "pescatarian" in by_dish["Shrimp Ceviche"]
+    assert "gluten-free" not in by_dish["Spaghetti Carbonara"] and "egg-free" not in by_dish["Spaghetti Carbonara"]
 
 
 def test_generator_reproduces_the_committed_file(tmp_path: Path) -> None:
@@ -99,6 +124,20 @@ def test_user_catalog_csv_with_separated_lists(tmp_path: Path) -> None:
     assert cat["total_time_min"].tolist() == [30, 25, 10]
 
 
+def test_user_catalog_aliases_column(tmp_path: Path) -> None:
+    f = tmp_path / "c.csv"
+    f.write_text(
+        "name,cuisine,ingredients,diet_tags,total_time_min,aliases\n"
+        "Ann's Bake,Indian,Eggplant;rice,vegan,30,eggplant=aubergine;Eggplant = brinjal\n"
+        "Bo's Rice,Thai,jasmine rice,vegan,25,\n"
+    )
+    cat = load_catalog(CatalogConfig(path=f))
+    assert cat["aliases"].tolist() == [["eggplant=aubergine", "eggplant=brinjal"], []]
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text(json.dumps(_recipe("A", aliases=["rice=chawal"])) + "\n" + json.dumps(_recipe("B")) + "\n")
+    assert load_catalog(CatalogConfig(path=jsonl))["aliases"].tolist() == [["rice=chawal"], []]
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_user_catalog_jsonl_and_parquet(tmp_path: Path, suffix: str) -> None:
     df = pd.DataFrame([_recipe("A's Dal"), _recipe("B's Soup", ingredients=["leek"], diet_tags=[])])
@@ -121,6 +160,12 @@ def test_user_catalog_jsonl_and_parquet(tmp_path: Path, suffix: str) -> None:
         ([_recipe("  ")], r"name: is blank \(row 1\)"),
         ([_recipe("A", total_time_min=-5)], r"total_time_min"),
         ([_recipe("A", diet_tags=5)], r"diet_tags is not a list"),
+        (
+            [_recipe("A", aliases=["rice=chawal", "tofu=bean curd"])],
+            r"aliases: .*naming the row's ingredients \(row 1\)",
+        ),
+        ([_recipe("A", aliases=["rice=chawal"]), _recipe("B", aliases=["rice"])], r"aliases: .*\(row 2\)"),
+        ([_recipe("A", aliases=["rice=  "])], r"aliases: "),
     ],
 )
 def test_bad_user_catalogs_give_one_clear_line(tmp_path: Path, rows: list, match: str) -> None:

@@ -1,4 +1,5 @@
-"""Seeded synthesis: sizes, intent mix, wordings, answers true to the catalog, grouped split."""
+"""Seeded synthesis: sizes, intent mix, wordings, alternate names, held-out wordings, recipe cards,
+answers true to the catalog, grouped split, eval slices."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ import re
 import pandas as pd
 import pytest
 
+from pipelines import synthesis
 from pipelines.catalog import load_catalog
 from pipelines.config import CatalogConfig, SynthesisConfig, load_config
 from pipelines.errors import InputError
 from pipelines.schemas import SPLITS
-from pipelines.synthesis import INTENTS, WORDINGS, margin_for, split_targets, synthesize
+from pipelines.synthesis import (
+    INTENTS,
+    REGISTERS,
+    SLICES,
+    bundled_aliases,
+    is_correct_answer,
+    margin_for,
+    split_targets,
+    synthesize,
+    templates,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +34,11 @@ def catalog() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def smoke_pairs(catalog: pd.DataFrame) -> pd.DataFrame:
     return synthesize(catalog, load_config("smoke").synthesis)
+
+
+@pytest.fixture(scope="module")
+def cpu_pairs(catalog: pd.DataFrame) -> pd.DataFrame:
+    return synthesize(catalog, load_config("cpu").synthesis)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +60,7 @@ def test_targets_follow_the_intent_weights() -> None:
     t = split_targets(cfg)
     train_all = {k: t["train"][k] + t["validation"][k] for k in INTENTS}
     assert train_all == {"ingredient_pair": 0, "diet_tags": 750, "recipe_ingredients": 0,
-                         "diet_and_ingredient": 0, "quick_recipes": 250}  # fmt: skip
+                         "diet_and_ingredient": 0, "quick_recipes": 250, "recipe_card": 0}  # fmt: skip
     assert t["eval"]["diet_tags"] == 75 and t["eval"]["quick_recipes"] == 25
 
 
@@ -51,10 +68,12 @@ def test_default_size_is_the_seed_scale(default_pairs: pd.DataFrame) -> None:
     counts = default_pairs["split"].value_counts()
     assert counts["train"] + counts["validation"] == 60_323
     assert counts["eval"] == 6_703
-    # the card's mix: ingredient-pair questions dominate, every intent present
+    # every intent present in the configured mix
     share = default_pairs["intent"].value_counts(normalize=True)
     assert set(share.index) == set(INTENTS)
-    assert share["ingredient_pair"] == pytest.approx(0.80, abs=0.01)
+    weights = load_config("default").synthesis.intent_weights
+    for intent in INTENTS:
+        assert share[intent] == pytest.approx(weights[intent] / sum(weights.values()), abs=0.01)
 
 
 def test_margin_adds_spares_per_split_and_intent(catalog: pd.DataFrame) -> None:
@@ -84,17 +103,39 @@ def test_questions_are_unique_and_answers_constant_per_group(default_pairs: pd.D
     assert default_pairs.groupby(["group_id", "intent"])["positive"].nunique().max() == 1
 
 
+def _pattern(text: str) -> re.Pattern[str]:
+    body = re.sub(r"\\\{\w+\\\}", ".+", re.escape(text).replace("\\{kind\\}", ".*"))
+    return re.compile("^" + body.replace("a\\ .+", "an?\\ .+") + "$", re.IGNORECASE)
+
+
 @pytest.mark.parametrize("intent", INTENTS)
-def test_at_least_20_wordings_per_intent_and_all_used(intent: str, default_pairs: pd.DataFrame) -> None:
-    templates = WORDINGS[intent]
-    assert len(templates) >= 20 and len(set(templates)) == len(templates)
-    anchors = default_pairs.loc[default_pairs["intent"] == intent, "anchor"]
-    used = set()
-    for i, t in enumerate(templates):
-        pattern = "^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(t)) + "$"
-        if anchors.str.match(pattern, case=False).any():
-            used.add(i)
-    assert len(used) == len(templates)
+def test_at_least_60_wordings_per_intent_in_every_register(intent: str) -> None:
+    all_t = templates(intent, 0.2)
+    assert len(all_t) >= 60 and len({t.text for t in all_t}) == len(all_t)
+    by_register = {r: [t for t in all_t if t.register == r] for r in REGISTERS}
+    assert all(len(ts) >= 8 for ts in by_register.values()), {r: len(ts) for r, ts in by_register.items()}
+    # the lower-case register has no capitals or final punctuation; misspellings are not the plain words
+    assert all(t.text == t.text.lower() and not t.text.endswith(("?", ".")) for t in by_register["lower"])
+    held = [t for t in all_t if t.heldout]
+    assert len(held) == round(len(all_t) * 0.2)
+    assert len({t.register for t in held}) >= 2
+
+
+@pytest.mark.parametrize("intent", INTENTS)
+def test_no_wording_dominates_and_all_training_wordings_are_used(intent: str, cpu_pairs: pd.DataFrame) -> None:
+    rows = cpu_pairs[(cpu_pairs["intent"] == intent) & (cpu_pairs["split"] == "train")]
+    pool = [t for t in templates(intent, 0.2) if not t.heldout]
+    # the most generic wordings ("{need}") match everything: count each row once, most specific first
+    order = sorted(pool, key=lambda t: -len(re.sub(r"\{\w+\}", "", t.text)))
+    hits: dict[str, int] = {}
+    for q in rows["anchor"]:
+        for t in order:
+            if _pattern(t.text).match(q):
+                hits[t.text] = hits.get(t.text, 0) + 1
+                break
+    assert sum(hits.values()) == len(rows)
+    assert max(hits.values()) / len(rows) <= 3 / len(pool)
+    assert len(hits) >= 0.8 * len(pool)
 
 
 def test_ingredient_pair_answers_are_true_to_the_catalog(catalog: pd.DataFrame, default_pairs: pd.DataFrame) -> None:
@@ -123,7 +164,7 @@ def test_diet_tag_answers_name_the_recipe_and_its_tags(catalog: pd.DataFrame, sm
     assert len(rows) > 0
     for gid, q, pos in zip(rows["group_id"], rows["anchor"], rows["positive"], strict=True):
         name = gid.removeprefix("recipe:")
-        assert name in q and pos.startswith(name)
+        assert name.lower() in q.lower() and pos.startswith(name)
         for tag in tags_of[name]:
             assert tag in pos
 
@@ -160,3 +201,145 @@ def test_long_answers_are_cut_to_the_budget(catalog: pd.DataFrame) -> None:
     long = synthesize(catalog, cfg, answer_budget_chars=2000)
     assert short["positive"].str.len().max() < long["positive"].str.len().max()
     assert short["positive"].str.contains(r" and \d+ more\.$").any()
+
+
+# --- alternate names, held-out wordings, eval slices, recipe cards ---------------------------------
+
+
+def test_bundled_aliases_are_real_catalog_ingredients_and_unambiguous(catalog: pd.DataFrame) -> None:
+    table = bundled_aliases()
+    ingredients = {i for ings in catalog["ingredients"] for i in ings}
+    assert len(table) >= 200
+    assert set(table) <= ingredients
+    owners: dict[str, str] = {}
+    for canonical, alts in table.items():
+        assert alts, canonical
+        for alt in alts:
+            assert alt not in ingredients, f"{alt!r} ({canonical}) is itself a catalog ingredient"
+            assert owners.setdefault(alt, canonical) == canonical, f"{alt!r} names two ingredients"
+    for canonical, alt in [("eggplant", "aubergine"), ("eggplant", "brinjal"), ("green zucchini", "courgette"),
+                           ("fresh cilantro", "coriander leaves"), ("chickpeas", "garbanzo beans"),
+                           ("bell pepper", "capsicum"), ("arugula", "rocket")]:  # fmt: skip
+        assert alt in table[canonical]
+
+
+def _mentions(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """(question, ingredient) for every ingredient of the ingredient-pair rows."""
+    out = []
+    for gid, q in zip(rows["group_id"], rows["anchor"], strict=True):
+        for ing in gid.removeprefix("pair:").split("|"):
+            out.append((q.lower(), ing))
+    return out
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_alias_probability_is_honoured_and_answers_keep_catalog_names(catalog: pd.DataFrame, p: float) -> None:
+    cfg = SynthesisConfig(n_train=1500, n_eval=100, alias_probability=p, intent_weights={"ingredient_pair": 1})
+    pairs = synthesize(catalog, cfg)
+    train = pairs[pairs["split"] == "train"]
+    table = synthesis._names(synthesis.catalog_aliases(catalog), cfg.heldout_fraction)
+    named = [(q, ing) for q, ing in _mentions(train) if table.get(ing) and table[ing].seen]
+    used_alias = [any(a.lower() in q for a in table[ing].seen) and ing not in q for q, ing in named]
+    share = sum(used_alias) / len(used_alias)
+    assert share == pytest.approx(p, abs=0.06)
+    for gid, pos in zip(train["group_id"], train["positive"], strict=True):
+        a, b = gid.removeprefix("pair:").split("|")
+        assert a in pos and b in pos  # the catalog's names, never an alias
+
+
+def test_heldout_wordings_and_names_never_reach_train_or_validation(
+    catalog: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+
+    data = copy.deepcopy(synthesis.wording_data())
+    ids: dict[str, str] = {}
+    for by_register in data["wordings"].values():
+        for register, texts in by_register.items():
+            tagged = []
+            for text in texts:
+                tag = f"wq{len(ids)}x"
+                ids[tag] = text
+                tagged.append(f"{text} {tag}")
+            by_register[register] = tagged
+    monkeypatch.setattr(synthesis, "wording_data", lambda: data)
+    synthesis.templates.cache_clear()
+    try:
+        cfg = load_config("cpu").synthesis
+        pairs = synthesize(catalog, cfg)
+        held = {t.text.rsplit(" ", 1)[1] for k in INTENTS for t in templates(k, cfg.heldout_fraction) if t.heldout}
+    finally:
+        synthesis.templates.cache_clear()
+    tag_of = pairs["anchor"].str.extract(r"(wq\d+x)$")[0]
+    assert tag_of.notna().all()
+    train_val = pairs["split"] != "eval"
+    assert not tag_of[train_val].isin(held).any()
+    unseen = pairs["slice"] == "unseen_wording"
+    assert tag_of[unseen].isin(held).all() and unseen.sum() > 0
+    assert not tag_of[pairs["slice"] == "seen_wording"].isin(held).any()
+
+    # held-out alternate names: none in a training question (after removing the names training may use)
+    table = synthesis._names(synthesis.catalog_aliases(catalog), cfg.heldout_fraction)
+    assert sum(len(n.unseen) for n in table.values()) >= 50
+    rows = pairs[train_val & (pairs["intent"] == "ingredient_pair")]
+    for q, ing in _mentions(rows):
+        names = table.get(ing)
+        if not names or not names.unseen:
+            continue
+        rest = q
+        for allowed in sorted([ing, *names.seen], key=len, reverse=True):
+            rest = rest.replace(allowed.lower(), " ")
+        for alt in names.unseen:
+            assert not re.search(rf"(?<!\w){re.escape(alt.lower())}(?!\w)", rest), (q, alt)
+
+
+def test_eval_has_the_three_slices_and_train_only_seen_wordings(cpu_pairs: pd.DataFrame) -> None:
+    ev = cpu_pairs[cpu_pairs["split"] == "eval"]
+    assert set(ev["slice"]) == set(SLICES)
+    assert ((ev["slice"] == "recipe_card") == (ev["intent"] == "recipe_card")).all()
+    share = (ev.loc[ev["intent"] != "recipe_card", "slice"] == "unseen_wording").mean()
+    assert share == pytest.approx(load_config("cpu").synthesis.unseen_eval_fraction, abs=0.05)
+    assert (cpu_pairs.loc[cpu_pairs["split"] != "eval", "slice"] == "seen_wording").all()
+
+
+def test_recipe_cards_answer_their_need(catalog: pd.DataFrame, cpu_pairs: pd.DataFrame) -> None:
+    rows = cpu_pairs[cpu_pairs["intent"] == "recipe_card"]
+    assert len(rows) > 50
+    by_name = {n: i for i, n in enumerate(catalog["name"])}
+    for gid, pos, named, correct in zip(rows["group_id"], rows["positive"], rows["answer_recipes"],
+                                        rows["correct_recipes"], strict=True):  # fmt: skip
+        name = gid.removeprefix("card:")
+        i = by_name[name]
+        r = catalog.iloc[i]
+        assert pos.startswith(f"{name}: {r['cuisine']}, {r['total_time_min']} min, ")
+        assert named == (i,) and i in correct
+        # the card lists first the ingredients its question names: every recipe counted as correct has them
+        first = pos.split("Main ingredients: ", 1)[1].split(", ")[0].split(" and ")[0].rstrip(".")
+        assert first in r["ingredients"]
+        for j in correct:
+            assert first in catalog.iloc[j]["ingredients"], (name, catalog.iloc[j]["name"])
+    # questions describe a need, not the recipe's name
+    assert not any(n.lower() in q.lower() for n, q in zip(rows["group_id"].str[5:], rows["anchor"], strict=True))
+
+
+def test_correct_answers_for_negatives() -> None:
+    # a listing naming exactly the question's recipes is correct; a different listing is not
+    assert is_correct_answer("ingredient_pair", (1, 2), "diet_and_ingredient", (1, 2))
+    assert not is_correct_answer("ingredient_pair", (1, 2), "quick_recipes", (1, 2, 3))
+    # a recipe card is correct for a need its recipe meets, and for a listing that names it
+    assert is_correct_answer("recipe_card", (4, 5), "recipe_card", (5,))
+    assert not is_correct_answer("recipe_card", (4, 5), "recipe_card", (6,))
+    assert is_correct_answer("quick_recipes", (4, 5), "recipe_card", (4,))
+    # "no recipes" answers and per-recipe facts are only their own question's answer
+    assert not is_correct_answer("diet_tags", (), "diet_tags", ())
+    assert not is_correct_answer("ingredient_pair", (), "ingredient_pair", ())
+
+
+def test_catalog_alias_column_is_used_in_questions_only(catalog: pd.DataFrame) -> None:
+    cat = catalog.copy()
+    cat["aliases"] = [[f"{ings[0]}=zzfoo{k}"] for k, ings in enumerate(cat["ingredients"])]
+    cfg = SynthesisConfig(n_train=600, n_eval=60, alias_probability=1.0, heldout_fraction=0.0,
+                          intent_weights={"diet_and_ingredient": 1})  # fmt: skip
+    pairs = synthesize(cat, cfg)
+    assert pairs["anchor"].str.contains("zzfoo").any()
+    assert not pairs["positive"].str.contains("zzfoo").any()

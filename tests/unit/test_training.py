@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -171,3 +172,39 @@ def test_nan_loss_fails_at_once_and_writes_no_model(
     assert len(calls) == 2  # stopped at the bad step, not at the next log or epoch end
     assert not (out / "model").exists()
     assert not (out / "train_result.json").exists()
+
+
+def test_triplets_feed_the_loss_when_the_split_has_a_negative(tmp_path: Path) -> None:
+    from pipelines.training import load_split
+    from tests.conftest import make_recipe_pairs, write_dataset_dir
+
+    pairs = make_recipe_pairs()
+    shuffled = np.roll(pairs["positive"].to_numpy(), 1)
+    triplets = pd.DataFrame({"anchor": pairs["anchor"], "positive": pairs["positive"], "negative": shuffled})
+    data = write_dataset_dir(tmp_path / "data", triplets.assign(intent="t", group_id="g"), pairs, pairs)
+    assert list(load_split(data, "train").columns) == ["anchor", "positive", "negative"]
+    assert list(load_split(data, "validation").columns) == ["anchor", "positive"]
+    seen: list[list[str]] = []
+    import pipelines.training as tr
+
+    real = tr._build_loss
+
+    def spy_loss(model: Any, cfg: Any) -> Any:
+        loss = real(model, cfg)
+        forward = loss.forward
+
+        def wrapped(sentence_features: Any, labels: Any = None) -> Any:
+            seen.append([str(len(sentence_features))])
+            return forward(sentence_features, labels)
+
+        loss.forward = wrapped
+        return loss
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(tr, "_build_loss", spy_loss)
+    try:
+        cfg = TRAIN_CFG.model_copy(update={"max_steps": 1})
+        train(data, tmp_path / "out", MODEL_CFG, cfg, progress=False)
+    finally:
+        mp.undo()
+    assert seen and seen[0] == ["3"]  # anchor, positive, negative
