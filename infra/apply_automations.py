@@ -49,7 +49,10 @@ def main(argv: list[str]) -> int:
         try:
             outcome = apply(api, spec)
         except urllib.error.HTTPError as e:
-            print(f"error: automation {spec.get('name')!r} from {f}: HTTP {e.code}: {e.read().decode()[:500]}", file=sys.stderr)
+            print(
+                f"error: automation {spec.get('name')!r} from {f}: HTTP {e.code}: {e.read().decode()[:500]}",
+                file=sys.stderr,
+            )
             return 1
         except OSError as e:
             print(f"error: automation {spec.get('name')!r} from {f}: {e}", file=sys.stderr)

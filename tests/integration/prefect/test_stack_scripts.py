@@ -25,6 +25,7 @@ def free_ports(n: int) -> list[int]:
         for s in socks:
             s.close()
 
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
