@@ -153,6 +153,8 @@ class Stack:
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     backend = getattr(request, "param", "sqlite")
     if backend == "postgres" and (why := postgres_missing()):
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"REQUIRE_POSTGRES=1: {why}")
         pytest.skip(why)
     state = tmp_path_factory.mktemp(f"infra-state-{backend}")
     data = tmp_path_factory.mktemp(f"recipe-embed-home-{backend}")
