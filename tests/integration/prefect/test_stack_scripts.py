@@ -111,3 +111,22 @@ def test_up_waits_for_the_lock_of_another_up_or_down(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "stack.lock still held" in out.stderr, out.stderr
     assert not any(tmp_path.glob("*.pid"))
+
+
+def test_crash_automation_is_valid_and_scoped_to_heartbeating_runs() -> None:
+    # the automation up.sh applies must parse as Prefect's own schema, and only watch the runs of this
+    # project's deployments, whose heartbeat (prefect.yaml) is well inside its window
+    import yaml
+    from prefect.server.events.schemas.automations import AutomationCreate
+
+    spec = yaml.safe_load((ROOT / "infra/automations/crash-zombie-flow-runs.yaml").read_text())
+    auto = AutomationCreate.model_validate(spec)
+    trig = auto.trigger
+    assert trig.posture == "Proactive" and trig.after == {"prefect.flow-run.heartbeat"}
+    assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled"} <= trig.expect
+    assert trig.match_related.get("prefect.resource.id") == "prefect.tag.recipe-embed"
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    for d in deployments:
+        assert "recipe-embed" in d["tags"], d["name"]
+        heartbeat = int(d["work_pool"]["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+        assert 3 * heartbeat <= trig.within.total_seconds(), (d["name"], heartbeat)
