@@ -177,9 +177,10 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     )
     pg_dir = None
     if backend == "postgres":
-        # pytest's tmp dirs (/tmp/pytest-of-root, mode 0700) are not searchable by the postgres user
+        # pytest's tmp dirs (/tmp/pytest-of-root, mode 0700) are not searchable by the postgres user: the
+        # cluster lives in its own dir under /tmp, which up.sh hands to that user when run as root
         pg_dir = Path(tempfile.mkdtemp(prefix="recipe-embed-pg-"))
-        env.update(PG_PORT=str(pgp), PG_DIR=str(pg_dir / "pg"), PG_BIN=str(PG_BIN))
+        env.update(PG_PORT=str(pgp), PG_DIR=str(pg_dir), PG_BIN=str(PG_BIN))
     s = Stack(env, f"http://127.0.0.1:{pp}/api", f"http://127.0.0.1:{mp}", data, state, backend)
     try:
         up = s.script("up.sh")
@@ -190,5 +191,5 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         for name in ("worker", "mlflow", "prefect"):
             assert not (state / f"{name}.pid").exists(), f"{name} PID file left behind:\n{down.stderr}"
         if pg_dir is not None:
-            assert not (pg_dir / "pg" / "data" / "postmaster.pid").exists(), f"postgres left running:\n{down.stderr}"
+            assert not (pg_dir / "data" / "postmaster.pid").exists(), f"postgres left running:\n{down.stderr}"
             shutil.rmtree(pg_dir, ignore_errors=True)

@@ -124,7 +124,7 @@ def test_crash_automation_is_valid_and_scoped_to_heartbeating_runs() -> None:
     trig = auto.trigger
     assert trig.posture == "Proactive" and trig.after == {"prefect.flow-run.heartbeat"}
     assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled"} <= trig.expect
-    assert trig.match_related.get("prefect.resource.id") == "prefect.tag.recipe-embed"
+    assert trig.match_related.get("prefect.resource.id") in ("prefect.tag.recipe-embed", ["prefect.tag.recipe-embed"])
     deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
     for d in deployments:
         assert "recipe-embed" in d["tags"], d["name"]
