@@ -85,6 +85,14 @@ class Stack:
             env=self.env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 
+    def ensure_worker(self) -> None:
+        """Restart the worker (up.sh --no-deploy) if an earlier test left it dead, e.g. a failed crash test."""
+        f = self.state_dir / "worker.pid"
+        if f.exists() and Path(f"/proc/{f.read_text().split()[0]}").exists():
+            return
+        up = self.script("up.sh", "--no-deploy")
+        assert up.returncode == 0, f"infra/up.sh failed:\n{up.stderr[-4000:]}"
+
     def pid(self, name: str) -> int:
         """The pid recorded in a service's PID file ("PID START_TIME")."""
         return int((self.state_dir / f"{name}.pid").read_text().split()[0])

@@ -44,6 +44,12 @@ def _has_champion(stack) -> bool:
     return True
 
 
+@pytest.fixture(autouse=True)
+def _worker_alive(stack):
+    """Each test starts with a live worker, whatever the tests before it did to it."""
+    stack.ensure_worker()
+
+
 @pytest.fixture
 def smoke_champion(stack):
     """A champion trained on the smoke inputs (the smoke deployment is run if the stack has none yet)."""
