@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install $(if $(wildcard $(WHEELS_DIR)),--find-links $(WHEELS_DIR)) \
-		$(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev,k8s]'
+		$(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev,k8s,postgres]'
 	touch $@
 
 ## The main job: the train-and-evaluate flow on the embedded default

@@ -4,7 +4,9 @@
 # Environment (all optional):
 #   PREFECT_PORT (4200)  MLFLOW_PORT (5000)  RECIPE_EMBED_STATE_DIR (infra/.run)
 #   RECIPE_EMBED_POOL (recipe-embed-pool)  HEALTH_DEADLINE_S (90)  STOP_GRACE_S (20)
+#   WORKER_STOP_GRACE_S (5)  LOCK_WAIT_S (900)  HEARTBEAT_S (30)
 #   RECIPE_EMBED_HOME (data dir the worker's flow runs use; default <repo>/data)
+#   STACK_DB (sqlite | postgres)  PG_PORT (5433)  PG_DIR (<state>/pg)  PG_BIN (/usr/lib/postgresql/15/bin)
 
 set -euo pipefail
 
@@ -18,6 +20,13 @@ POOL="${RECIPE_EMBED_POOL:-recipe-embed-pool}"
 PROMOTION_LIMIT="recipe-embedder-promotion"
 HEALTH_DEADLINE_S="${HEALTH_DEADLINE_S:-90}"
 STOP_GRACE_S="${STOP_GRACE_S:-20}"
+WORKER_STOP_GRACE_S="${WORKER_STOP_GRACE_S:-5}"
+LOCK_WAIT_S="${LOCK_WAIT_S:-900}"
+STACK_DB="${STACK_DB:-sqlite}"
+PG_PORT="${PG_PORT:-5433}"
+PG_DIR="${PG_DIR:-$STATE_DIR/pg}"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+PG_USER="recipe_embed"
 
 if [[ -x "$ROOT/.venv/bin/python" ]]; then BIN="$ROOT/.venv/bin/"; else BIN=""; fi
 
@@ -35,21 +44,75 @@ export TOKENIZERS_PARALLELISM=false
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
 
+case "$STACK_DB" in sqlite | postgres) ;; *) die "STACK_DB must be sqlite or postgres, not '$STACK_DB'" ;; esac
+
+# One up.sh / down.sh at a time per state dir: a second one waits (LOCK_WAIT_S) and then finds the
+# stack already up (or down). fd 9 is closed in every service we start, so no server inherits the lock.
+take_lock() {
+  command -v flock >/dev/null || die "flock not found (package util-linux)"
+  exec 9>>"$STATE_DIR/stack.lock"
+  if ! flock -n 9; then
+    log "another infra/up.sh or down.sh is running on $STATE_DIR: waiting for it (up to ${LOCK_WAIT_S}s)"
+    flock -w "$LOCK_WAIT_S" 9 || die "$STATE_DIR/stack.lock still held after ${LOCK_WAIT_S}s by another infra/up.sh or down.sh"
+  fi
+}
+
 pidfile() { echo "$STATE_DIR/$1.pid"; }
 logfile() { echo "$STATE_DIR/$1.log"; }
 
-# pid of a service if its PID file names a live process, else nothing (a stale file is removed)
+# start time of a process (field 22 of /proc/PID/stat, clock ticks since boot); fails if there is none.
+# The command name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+proc_start() {
+  local stat rest
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  rest="${stat##*) }"
+  # shellcheck disable=SC2086
+  set -- $rest
+  [[ -n "${20:-}" ]] || return 1
+  echo "${20}"
+}
+
+# PID file: "PID START_TIME". A PID is only ever signalled while its start time still matches, so a
+# PID reused by an unrelated process is never signalled.
+write_pidfile() {
+  local f start
+  f="$(pidfile "$1")"
+  start="$(proc_start "$2")" || die "$1 (pid $2) exited at once (log: $(logfile "$1"))"
+  printf '%s %s\n' "$2" "$start" >"$f.tmp"
+  mv -f "$f.tmp" "$f"
+}
+
+# pid of a service if its PID file names a live process with the recorded start time, else nothing
+# (a stale file, or one naming a reused PID, is removed)
 live_pid() {
-  local f pid
+  local f pid start now
   f="$(pidfile "$1")"
   [[ -f "$f" ]] || return 1
-  pid="$(cat "$f")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; return 0; fi
+  read -r pid start <"$f" || true
+  if [[ "$pid" =~ ^[0-9]+$ && "$start" =~ ^[0-9]+$ ]] && now="$(proc_start "$pid")" && [[ "$now" == "$start" ]]; then
+    echo "$pid"
+    return 0
+  fi
+  if [[ "$pid" =~ ^[0-9]+$ ]] && [[ -e "/proc/$pid" ]]; then
+    log "$1: PID file names pid $pid, now another process (start time ${now:-?} != ${start:-none}): not ours, ignored"
+  fi
   rm -f "$f"
   return 1
 }
 
+# the pid, if it is still the process recorded for the service (same start time)
+same_process() { local now; now="$(proc_start "$1")" && [[ "$now" == "$2" ]]; }
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# port_free NAME PORT VAR: die with a clear message if something else listens on the port
+port_free() {
+  if port_open "$2"; then
+    local who=""
+    command -v ss >/dev/null && who="$(ss -ltnpH "sport = :$2" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 | sed 's/users:(("//; s/",pid=/ pid /')"
+    die "port $2 for $1 is taken by another process${who:+ ($who)}: stop it or set $3 to a free port"
+  fi
+}
 
 http_ok() { "${BIN}python" - "$1" <<'PY' 2>/dev/null
 import sys, urllib.request
@@ -61,14 +124,17 @@ except Exception:
 PY
 }
 
-# start NAME CMD...: run detached in its own session, PID file + log in the state dir
+# start NAME CMD...: run detached in its own session, PID file (pid + start time) and log in the state dir.
+# `setsid` execs the command in the forked child (which is never a process group leader here), so $!
+# is the service itself; the lock's fd 9 is not passed on.
 start_service() {
   local name="$1"; shift
   local log_path; log_path="$(logfile "$name")"
   printf '\n=== %s start %s ===\n' "$name" "$(date -u +%FT%TZ)" >>"$log_path"
-  setsid "$@" >>"$log_path" 2>&1 < /dev/null &
-  echo $! >"$(pidfile "$name")"
-  log "$name started (pid $!, log $log_path)"
+  setsid "$@" >>"$log_path" 2>&1 </dev/null 9>&- &
+  local pid=$!
+  write_pidfile "$name" "$pid"
+  log "$name started (pid $pid, log $log_path)"
 }
 
 # wait_until NAME DEADLINE_S CHECK...: poll CHECK until it succeeds, the service dies, or the deadline
@@ -80,7 +146,7 @@ wait_until() {
       tail -n 20 "$(logfile "$name")" >&2 || true
       die "$name exited during start-up (log: $(logfile "$name"))"
     fi
-    if (( SECONDS >= end )); then
+    if ((SECONDS >= end)); then
       tail -n 20 "$(logfile "$name")" >&2 || true
       die "$name not healthy after ${deadline_s}s (log: $(logfile "$name"))"
     fi
@@ -88,34 +154,47 @@ wait_until() {
   done
 }
 
-# stop NAME SIGNAL...: send each signal in turn to the service (then its process group), waiting
-# STOP_GRACE_S after each; SIGKILL to the group last. Removes the PID file.
+# stop NAME GRACE_S SIGNAL...: send each signal in turn to the service, waiting up to GRACE_S after
+# each; SIGKILL to its process group last. Every signal is sent only while the PID still has the
+# recorded start time. Removes the PID file.
 stop_service() {
-  local name="$1"; shift
-  local pid sig i
+  local name="$1" grace="$2"; shift 2
+  local pid start sig i
   if ! pid="$(live_pid "$name")"; then log "$name not running"; rm -f "$(pidfile "$name")"; return 0; fi
+  read -r _ start <"$(pidfile "$name")"
   for sig in "$@"; do
+    same_process "$pid" "$start" || break
     log "$name: SIG$sig to pid $pid"
     kill -s "$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_GRACE_S * 2; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
+    for ((i = 0; i < grace * 4; i++)); do
+      same_process "$pid" "$start" || break
+      sleep 0.25
     done
-    kill -0 "$pid" 2>/dev/null || break
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if same_process "$pid" "$start"; then
     log "$name still alive: SIGKILL to its process group"
     kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid" 2>/dev/null || true
   fi
-  # children left in the service's session (server workers, uvicorn) go with it
-  kill -s TERM -- "-$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
+  # children left in the service's session (server workers, uvicorn) go with it: the group is named
+  # by the service's pid (setsid), and is only signalled while that pid is still ours or gone
+  if ! [[ -e "/proc/$pid" ]] || same_process "$pid" "$start"; then
+    kill -s TERM -- "-$pid" 2>/dev/null || true
+  fi
+  for ((i = 0; i < 40; i++)); do
+    same_process "$pid" "$start" || break
+    sleep 0.25
   done
   rm -f "$(pidfile "$name")"
   log "$name stopped"
 }
+
+# --- PostgreSQL (STACK_DB=postgres): a local cluster in PG_DIR, owned by the postgres user when run as root
+pg_as() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_password() { cat "$PG_DIR/password"; }
+pg_url() {  # DRIVER DB
+  printf 'postgresql+%s://%s:%s@127.0.0.1:%s/%s' "$1" "$PG_USER" "$(pg_password)" "$PG_PORT" "$2"
+}
+pg_running() { [[ -f "$PG_DIR/data/PG_VERSION" ]] && pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; }
 
 print_env() {
   cat <<ENV

@@ -1,11 +1,20 @@
-"""The local stack (infra/up.sh) on free ports with a temporary state and data dir; always torn down."""
+"""The local stack (infra/up.sh) on free ports with a temporary state and data dir; always torn down.
+
+The ``stack`` fixture is parametrized by database backend: every test runs on ``sqlite``; a test marked
+``@pytest.mark.backends("sqlite", "postgres")`` runs on a PostgreSQL-backed stack too (``STACK_DB=postgres``;
+skipped, with the reason, where the PostgreSQL binaries or the ``postgres`` user are missing). Tests are
+grouped by backend, so at most one stack runs at a time.
+"""
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +29,32 @@ ROOT = Path(__file__).resolve().parents[3]
 RETRY_STATUS = {429, 502, 503}
 # the prefect CLI of the interpreter running the tests (whatever venv that is)
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def postgres_missing() -> str | None:
+    """Why a PostgreSQL-backed stack cannot start here, or None."""
+    missing = [b for b in ("initdb", "pg_ctl", "psql") if not (PG_BIN / b).exists()]
+    if missing:
+        return f"PostgreSQL binaries not found in {PG_BIN}: {', '.join(missing)} (set PG_BIN)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root, and there is no 'postgres' user to run the cluster"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run the test on each stack backend (sqlite, postgres)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "stack" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        backends = marker.args if marker else ("sqlite",)
+        metafunc.parametrize("stack", backends, indirect=True, scope="session")
 
 
 def free_ports(n: int) -> list[int]:
@@ -41,6 +76,26 @@ class Stack:
     mlflow_uri: str
     data_dir: Path
     state_dir: Path
+    backend: str = "sqlite"
+
+    def script(self, name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run infra/<name> (up.sh, down.sh) against this stack's ports and state dir."""
+        return subprocess.run(
+            ["bash", str(ROOT / "infra" / name), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+    def ensure_worker(self) -> None:
+        """Restart the worker (up.sh --no-deploy) if an earlier test left it dead, e.g. a failed crash test."""
+        f = self.state_dir / "worker.pid"
+        if f.exists() and Path(f"/proc/{f.read_text().split()[0]}").exists():
+            return
+        up = self.script("up.sh", "--no-deploy")
+        assert up.returncode == 0, f"infra/up.sh failed:\n{up.stderr[-4000:]}"
+
+    def pid(self, name: str) -> int:
+        """The pid recorded in a service's PID file ("PID START_TIME")."""
+        return int((self.state_dir / f"{name}.pid").read_text().split()[0])
 
     def prefect(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -103,11 +158,16 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state = tmp_path_factory.mktemp("infra-state")
-    data = tmp_path_factory.mktemp("recipe-embed-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    pp, mp = free_ports(2)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    backend = getattr(request, "param", "sqlite")
+    if backend == "postgres" and (why := postgres_missing()):
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"REQUIRE_POSTGRES=1: {why}")
+        pytest.skip(why)
+    state = tmp_path_factory.mktemp(f"infra-state-{backend}")
+    data = tmp_path_factory.mktemp(f"recipe-embed-home-{backend}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "PG_", "STACK_DB"))}
+    pp, mp, pgp = free_ports(3)
     env.update(
         PREFECT_PORT=str(pp),
         MLFLOW_PORT=str(mp),
@@ -116,18 +176,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         PREFECT_API_URL=f"http://127.0.0.1:{pp}/api",
         PREFECT_HOME=str(state / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # the scheduler ticks every 5 s instead of 60 s, so a redeploy can race it within a test
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mp}",
         HF_HUB_OFFLINE="1",
-        HEALTH_DEADLINE_S="180",
+        HEALTH_DEADLINE_S="240",
+        STACK_DB=backend,
     )
-    s = Stack(env, f"http://127.0.0.1:{pp}/api", f"http://127.0.0.1:{mp}", data, state)
+    pg_dir = None
+    if backend == "postgres":
+        # pytest's tmp dirs (/tmp/pytest-of-root, mode 0700) are not searchable by the postgres user: the
+        # cluster lives in its own dir under /tmp, which up.sh hands to that user when run as root
+        pg_dir = Path(tempfile.mkdtemp(prefix="recipe-embed-pg-"))
+        env.update(PG_PORT=str(pgp), PG_DIR=str(pg_dir), PG_BIN=str(PG_BIN))
+    s = Stack(env, f"http://127.0.0.1:{pp}/api", f"http://127.0.0.1:{mp}", data, state, backend)
     try:
-        up = subprocess.run(["bash", str(ROOT / "infra/up.sh")], env=env, capture_output=True, text=True, timeout=600)
+        up = s.script("up.sh")
         assert up.returncode == 0, f"infra/up.sh failed:\n{up.stderr[-4000:]}"
         yield s
     finally:
-        down = subprocess.run(
-            ["bash", str(ROOT / "infra/down.sh")], env=env, capture_output=True, text=True, timeout=300
-        )
+        down = s.script("down.sh", timeout=300)
         for name in ("worker", "mlflow", "prefect"):
             assert not (state / f"{name}.pid").exists(), f"{name} PID file left behind:\n{down.stderr}"
+        if pg_dir is not None:
+            assert not (pg_dir / "data" / "postmaster.pid").exists(), f"postgres left running:\n{down.stderr}"
+            shutil.rmtree(pg_dir, ignore_errors=True)

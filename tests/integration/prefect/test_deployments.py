@@ -1,12 +1,20 @@
 """End to end under real servers: infra/up.sh, prefect deploy, deployment runs, MLflow registry.
 
-Ordered: the smoke run sets the champion; the worse run must not move it; a rerun is cached and skips
-training; of two nightly runs at once, one runs and the other is cancelled. ``infra/down.sh`` runs at the end in any case.
+No test relies on another having run first: the tests that need a champion trained on the smoke inputs
+take the ``smoke_champion`` fixture, which runs the smoke deployment when the stack has no champion yet.
+The smoke run and the full restart also run on a PostgreSQL-backed stack (``backends`` marker).
+``infra/down.sh`` runs at the end in any case.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +34,79 @@ def _champion(stack):
     return _client(stack).get_model_version_by_alias(MODEL, "champion")
 
 
+def _has_champion(stack) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _champion(stack)
+    except MlflowException:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _worker_alive(stack):
+    """Each test starts with a live worker, whatever the tests before it did to it."""
+    stack.ensure_worker()
+
+
+@pytest.fixture
+def smoke_champion(stack):
+    """A champion trained on the smoke inputs (the smoke deployment is run if the stack has none yet)."""
+    if not _has_champion(stack):
+        fr = stack.run_deployment("train-and-evaluate/smoke", {"profile": "smoke", "overrides": CPU})
+        done = stack.wait_state(fr, ENDED, 900)
+        assert done["state"]["type"] == "COMPLETED", done["state"]
+    return _champion(stack)
+
+
+ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _nightly_runs(stack, **state_filter) -> list[dict]:
+    dep = stack.get("/deployments/name/train-and-evaluate/nightly")
+    body = {"flow_runs": {"deployment_id": {"any_": [dep["id"]]}, **state_filter}, "limit": 200}
+    return list(stack.post("/flow_runs/filter", body))
+
+
+def _wait_one_running_rest_refused(stack, runs: list[str], timeout_s: float) -> tuple[str, list[str]]:
+    """Of these nightly runs, exactly one runs and every other is cancelled by the concurrency limit."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {fr: stack.flow_run(fr)["state"] or {} for fr in runs}
+        cancelled = [fr for fr, st in states.items() if st.get("type") == "CANCELLED"]
+        running = [fr for fr, st in states.items() if st.get("type") == "RUNNING"]
+        if len(running) == 1 and len(cancelled) == len(runs) - 1:
+            break
+        assert not any(st.get("type") in ENDED - {"CANCELLED"} for st in states.values()), states
+        assert len(cancelled) < len(runs), f"every nightly run was cancelled: {states}"
+        assert time.monotonic() < deadline, f"expected one running and the others refused: {states}"
+        time.sleep(2)
+    for fr in cancelled:
+        assert "concurrency" in (states[fr].get("message") or "").lower(), states[fr]
+    return running[0], cancelled
+
+
+def _cancel(stack, flow_run_id: str) -> None:
+    out = stack.prefect("flow-run", "cancel", flow_run_id, timeout=120)
+    assert out.returncode == 0, out.stderr
+    stack.wait_state(flow_run_id, ENDED, 300)
+
+
+def _flow_run_pids(flow_run_id: str) -> list[int]:
+    """Processes of a flow run: the flow-run process and its children carry PREFECT__FLOW_RUN_ID."""
+    pids = []
+    needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if needle in (d / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
 def test_deployments_show_schedule_and_concurrency(stack) -> None:
     out = stack.prefect("deployment", "inspect", "train-and-evaluate/nightly", timeout=120)
     assert out.returncode == 0, out.stderr
@@ -35,6 +116,7 @@ def test_deployments_show_schedule_and_concurrency(stack) -> None:
     assert {"nightly", "manual", "smoke"} <= names
 
 
+@pytest.mark.backends("sqlite", "postgres")
 def test_smoke_run_completes_and_sets_champion(stack) -> None:
     out = stack.prefect("deployment", "run", "train-and-evaluate/smoke", "--watch", timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -45,8 +127,8 @@ def test_smoke_run_completes_and_sets_champion(stack) -> None:
     assert "base_dim_384_cosine_map_at_100" in run.data.metrics
 
 
-def test_worse_config_leaves_champion_unchanged(stack) -> None:
-    before = _champion(stack).version
+def test_worse_config_leaves_champion_unchanged(stack, smoke_champion) -> None:
+    before = smoke_champion.version
     fr = stack.run_deployment("train-and-evaluate/manual", {"profile": "smoke-worse", "overrides": CPU})
     done = stack.wait_state(fr, {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, 900)
     assert done["state"]["type"] == "COMPLETED", done["state"]
@@ -64,7 +146,7 @@ def test_worse_config_leaves_champion_unchanged(stack) -> None:
     assert "tie" not in report.split("**Decision:**", 1)[1].splitlines()[0]
 
 
-def test_rerun_with_unchanged_inputs_is_cached_and_skips_training(stack) -> None:
+def test_rerun_with_unchanged_inputs_is_cached_and_skips_training(stack, smoke_champion) -> None:
     fr = stack.run_deployment("train-and-evaluate/smoke", {"profile": "smoke", "overrides": CPU})
     done = stack.wait_state(fr, {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, 600)
     assert done["state"]["type"] == "COMPLETED", done["state"]
@@ -106,3 +188,185 @@ def test_two_nightly_runs_at_once_run_one_and_cancel_the_other(stack) -> None:
     while client.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
         time.sleep(2)
     assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_killed_worker_and_flow_run_process_end_crashed_and_free_the_nightly_slot(stack) -> None:
+    # A host crash: the worker and the flow-run process (and its training child) die with SIGKILL while
+    # the run trains. Its heartbeats stop; the automation of infra/automations/ marks it Crashed within
+    # 90 s of the last one, which releases the nightly deployment's concurrency slot.
+    params = {"profile": "smoke", "overrides": {"training": {"device": "cpu", "seed": 11, "epochs": 20}}}
+    fr = stack.run_deployment("train-and-evaluate/nightly", params)
+    stack.wait_label(fr, "mlflow.run_id", 600)
+    assert stack.flow_run(fr)["state"]["type"] == "RUNNING"
+    pids = _flow_run_pids(fr)
+    assert pids, "no process of the flow run found"
+    os.kill(stack.pid("worker"), signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    done = stack.wait_state(fr, ENDED, 180)
+    assert done["state"]["type"] == "CRASHED", done["state"]
+    assert "heartbeat" in (done["state"].get("message") or ""), done["state"]
+    print(f"crashed {time.monotonic() - killed:.0f}s after the kill")
+
+    # up.sh brings the worker back (its PID file names a dead process); the next nightly is not refused
+    up = stack.script("up.sh", "--no-deploy")
+    assert up.returncode == 0, up.stderr[-3000:]
+    nxt = stack.run_deployment("train-and-evaluate/nightly", params)
+    state = stack.wait_state(nxt, {"RUNNING", *ENDED}, 300)["state"]
+    assert state["type"] == "RUNNING", state
+    _cancel(stack, nxt)
+
+
+def test_retrying_nightly_run_keeps_its_slot_then_frees_it(stack) -> None:
+    # A nightly run with one retry fails (bad overrides), waits 45 s for its retry, fails again. While it
+    # waits it keeps the deployment's concurrency slot (a second nightly is refused); once it has ended
+    # FAILED the slot is free (the next nightly runs): no lost slot, no deadlock.
+    bad = {"profile": "smoke", "overrides": {"training": {"epochz": 1}}}
+    dep = stack.get("/deployments/name/train-and-evaluate/nightly")
+    body = {"parameters": bad, "empirical_policy": {"retries": 1, "retry_delay": 45}}
+    fr = str(stack.post(f"/deployments/{dep['id']}/create_flow_run", body)["id"])
+    deadline = time.monotonic() + 300
+    while (st := stack.flow_run(fr)["state"] or {}).get("name") != "AwaitingRetry":
+        assert st.get("type") not in ENDED, st
+        assert time.monotonic() < deadline, f"no retry scheduled: {st}"
+        time.sleep(1)
+    second = stack.run_deployment("train-and-evaluate/nightly", {"profile": "smoke", "overrides": CPU})
+    refused = stack.wait_state(second, {"RUNNING", *ENDED}, 120)
+    assert refused["state"]["type"] == "CANCELLED", refused["state"]
+    assert "concurrency" in (refused["state"].get("message") or "").lower(), refused["state"]
+    final = stack.wait_state(fr, ENDED, 300)
+    assert final["state"]["type"] == "FAILED", final["state"]
+    assert final["run_count"] == 2, final["run_count"]
+    params = {"profile": "smoke", "overrides": {"training": {"device": "cpu", "seed": 12, "epochs": 20}}}
+    nxt = stack.run_deployment("train-and-evaluate/nightly", params)
+    state = stack.wait_state(nxt, {"RUNNING", *ENDED}, 300)["state"]
+    assert state["type"] == "RUNNING", state
+    _cancel(stack, nxt)
+
+
+def test_worker_offline_three_nights_gives_one_catch_up_run(stack) -> None:
+    # The worker is away (pool paused) while three nightly runs fall due; they turn Late. When it is back
+    # it submits all three: the deployment's limit (1, CANCEL_NEW) lets one run and refuses the others.
+    params = {"profile": "smoke", "overrides": {"training": {"device": "cpu", "seed": 13, "epochs": 20}}}
+    out = stack.prefect("work-pool", "pause", "recipe-embed-pool", timeout=120)
+    assert out.returncode == 0, out.stderr
+    try:
+        dep = stack.get("/deployments/name/train-and-evaluate/nightly")
+        runs = []
+        for nights_ago in (3, 2, 1):
+            due = (datetime.now(UTC) - timedelta(days=nights_ago)).isoformat()
+            state = {"type": "SCHEDULED", "state_details": {"scheduled_time": due}}
+            runs.append(
+                str(
+                    stack.post(f"/deployments/{dep['id']}/create_flow_run", {"parameters": params, "state": state})[
+                        "id"
+                    ]
+                )
+            )
+        deadline = time.monotonic() + 120
+        while any((stack.flow_run(fr)["state"] or {}).get("name") != "Late" for fr in runs):
+            assert time.monotonic() < deadline, [stack.flow_run(fr)["state"] for fr in runs]
+            time.sleep(2)
+    finally:
+        out = stack.prefect("work-pool", "resume", "recipe-embed-pool", timeout=120)
+        assert out.returncode == 0, out.stderr
+    running, _ = _wait_one_running_rest_refused(stack, runs, 300)
+    _cancel(stack, running)
+
+
+def test_redeploy_during_scheduler_ticks_makes_no_duplicate_nightly(stack) -> None:
+    # The scheduler ticks every 5 s on the test stack; three redeploys race it. Each night has at most one
+    # scheduled nightly run.
+    for _ in range(3):
+        out = stack.prefect("--no-prompt", "deploy", "--all", timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    time.sleep(12)
+    runs = _nightly_runs(stack, state={"type": {"any_": ["SCHEDULED"]}})
+    scheduled = [fr for fr in runs if fr["auto_scheduled"]]
+    assert len(scheduled) >= 3, f"the scheduler made only {len(scheduled)} nightly runs"
+    nights = [fr["expected_start_time"] for fr in scheduled]
+    dupes = {n for n in nights if nights.count(n) > 1}
+    assert not dupes, f"several nightly runs for {sorted(dupes)}"
+
+
+@pytest.mark.backends("sqlite", "postgres")
+def test_restart_keeps_everything_and_two_racing_up_sh_give_one_stack(stack) -> None:
+    # something in the registry and the tracking store that does not depend on another test
+    client = _client(stack)
+    exp = client.get_experiment_by_name("restart-probe") or client.get_experiment(
+        client.create_experiment("restart-probe")
+    )
+    run = client.create_run(exp.experiment_id)
+    client.log_metric(run.info.run_id, "probe", 0.5)
+    client.set_terminated(run.info.run_id)
+    if not client.search_registered_models("name = 'restart-probe'"):
+        client.create_registered_model("restart-probe")
+    mv = client.create_model_version("restart-probe", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias("restart-probe", "champion", mv.version)
+    deployments = {
+        d["name"]: (d["id"], [s["schedule"] for s in d["schedules"]]) for d in stack.post("/deployments/filter", {})
+    }
+    n_runs = len(stack.post("/flow_runs/filter", {"limit": 200}))
+    automations = [a["name"] for a in stack.post("/automations/filter", {})]
+
+    # down: the worker is gone within a few seconds of the start of down.sh
+    worker = stack.pid("worker")
+    t0 = time.monotonic()
+    down = subprocess.Popen(["bash", str(Path(__file__).resolve().parents[3] / "infra/down.sh")], env=stack.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    while Path(f"/proc/{worker}").exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.2)
+    worker_stop_s = time.monotonic() - t0
+    _, err = down.communicate(timeout=300)
+    assert down.returncode == 0, err
+    assert worker_stop_s < 10, f"worker took {worker_stop_s:.1f}s to stop:\n{err}"
+    assert not any(stack.state_dir.glob("*.pid")), err
+
+    # two up.sh at once: both succeed, one stack, PID files naming the live services
+    root = Path(__file__).resolve().parents[3]
+    ups = [
+        subprocess.Popen(
+            ["bash", str(root / "infra/up.sh"), "--no-deploy"],
+            env=stack.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    errs = [p.communicate(timeout=900)[1] for p in ups]
+    results = [(p.returncode, e) for p, e in zip(ups, errs, strict=True)]
+    for rc, err in results:
+        assert rc == 0, err[-3000:]
+    assert any("waiting for it" in err for _, err in results), [e[-500:] for _, e in results]
+    port = stack.env["PREFECT_PORT"]
+    for name, needle in (("prefect", f"server start --host 127.0.0.1 --port {port}"),
+                         ("mlflow", f"--port {stack.env['MLFLOW_PORT']}"),
+                         ("worker", f"worker-{os.uname().nodename.split('.')[0]}-{port}")):  # fmt: skip
+        pid = stack.pid(name)
+        assert Path(f"/proc/{pid}").exists(), f"{name}.pid names a dead process"
+        matches = []
+        for d in Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and needle in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    matches.append(int(d.name))
+            except OSError:
+                continue
+        assert pid in matches, (name, pid, matches)
+        assert len([m for m in matches if Path(f"/proc/{m}/stat").read_text().split()[3] != str(pid)]) == 1, (
+            name,
+            matches,
+        )
+
+    # everything is still there
+    after = {
+        d["name"]: (d["id"], [s["schedule"] for s in d["schedules"]]) for d in stack.post("/deployments/filter", {})
+    }
+    assert after == deployments
+    assert len(stack.post("/flow_runs/filter", {"limit": 200})) >= n_runs
+    assert sorted(a["name"] for a in stack.post("/automations/filter", {})) == sorted(automations)
+    client = _client(stack)
+    assert client.get_model_version_by_alias("restart-probe", "champion").version == mv.version
+    assert client.get_run(run.info.run_id).data.metrics["probe"] == 0.5
