@@ -196,7 +196,7 @@ def test_a_killed_rank_fails_the_job_cleanly(setup: dict[str, Path]) -> None:
         deadline = time.monotonic() + 600
         for line in proc.stdout:
             seen.append(line)
-            if "step 2: loss" in line:
+            if line.startswith("step 2/"):  # the second progress line: both ranks are training
                 ranks = _rank_pids(proc.pid)
                 break
             assert time.monotonic() < deadline, "no training progress"
@@ -229,4 +229,5 @@ def test_flow_training_task_reports_a_rank_error_in_one_line(tmp_path: Path) -> 
         train_in_subprocess(cfg, data, tmp_path / "model")
     msg = str(err.value)
     assert "distributed training on 2 ranks failed:" in msg and "train.parquet" in msg, msg
-    assert not (tmp_path / "model").exists()
+    # the model root holds only the child's log (logs/train.log): no model, no result
+    assert not (tmp_path / "model" / "model").exists() and not (tmp_path / "model" / "train_result.json").exists()
