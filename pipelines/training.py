@@ -294,7 +294,6 @@ def _make_trainer_class() -> type:
         data_wait_seconds = 0.0
         fast_input: Any = None
         no_duplicates = True
-        _pending_check: Any = None  # (step, finite flag, loss) of a GPU step not yet checked
 
         def get_train_dataloader(self):  # type: ignore[no-untyped-def]
             if self.fast_input is None:
@@ -331,38 +330,12 @@ def _make_trainer_class() -> type:
                         break
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = out[0] if isinstance(out, tuple) else out
-            if model.training:
-                check = (self.state.global_step + 1, torch.isfinite(loss.detach()).all(), loss.detach())
-                if loss.device.type == "cuda":
-                    # One step late on a GPU: reading the flag at once would make the host wait for the
-                    # GPU every step instead of queueing the next one. A checkpoint, an evaluation and
-                    # the end of training check it first, so no diverged weights are saved or installed.
-                    self.check_divergence()
-                    self._pending_check = check
-                else:
-                    self._raise_if_diverged(*check)
-            return out
-
-        def check_divergence(self) -> None:
-            """Raise :class:`TrainingError` if the last unchecked training step's loss was not finite."""
-            if self._pending_check is not None:
-                check, self._pending_check = self._pending_check, None
-                self._raise_if_diverged(*check)
-
-        def _raise_if_diverged(self, step: int, finite: Any, loss: Any) -> None:
-            if not distributed.all_ranks_true(finite):  # a collective: every rank stops together
+            if model.training and not distributed.all_ranks_true(torch.isfinite(loss.detach()).all()):
                 raise TrainingError(
-                    f"training diverged: loss is {loss.float().item()} at step {step}; "
-                    "lower training.learning_rate or check the data"
+                    f"training diverged: loss is {loss.detach().float().item()} at step "
+                    f"{self.state.global_step + 1}; lower training.learning_rate or check the data"
                 )
-
-        def _save_checkpoint(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            self.check_divergence()
-            return super()._save_checkpoint(*args, **kwargs)
-
-        def evaluate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            self.check_divergence()
-            return super().evaluate(*args, **kwargs)
+            return out
 
     return GuardedTrainer
 
@@ -623,7 +596,6 @@ def train(
     try:
         with _quiet_progress_bars(quiet), attention_context(train_cfg.attention_backend, device):
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-            trainer.check_divergence()  # the last step's loss, on a GPU still unchecked
     except TrainingError:
         raise
     except (RuntimeError, ValueError) as exc:
