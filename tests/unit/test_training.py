@@ -190,8 +190,8 @@ def test_triplets_feed_the_loss_when_the_split_has_a_negative(tmp_path: Path) ->
 
     real = tr._build_loss
 
-    def spy_loss(model: Any, cfg: Any) -> Any:
-        loss = real(model, cfg)
+    def spy_loss(model: Any, cfg: Any, *args: Any) -> Any:
+        loss = real(model, cfg, *args)
         forward = loss.forward
 
         def wrapped(sentence_features: Any, labels: Any = None) -> Any:
