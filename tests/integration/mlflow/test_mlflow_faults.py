@@ -81,15 +81,23 @@ def _promote_timed(
     tracking.connect(cfg)
     registry.get_alias(tracking.client(cfg), cfg.registry.model_name, cfg.registry.champion_alias)
     spans: list[tuple[float, float]] = []
+    real_register = registry.register_version
 
-    def evaluate(model_uri: str) -> dict[str, float]:  # runs inside the promotion lock
+    def timed_register(*args: Any, **kwargs: Any) -> Any:  # the first step inside the promotion lock
         start = time.time()
+        time.sleep(1.5)
+        out = real_register(*args, **kwargs)
+        spans.append((start, time.time()))
+        return out
+
+    registry.register_version = timed_register  # type: ignore[assignment]
+
+    def evaluate(model_uri: str) -> dict[str, float]:
+        if not model_uri.startswith("models:/"):
+            return cand  # the candidate itself
         _, name, version = model_uri.rsplit("/", 2)
         mv = tracking.client(cfg).get_model_version(name, version)
-        m = tracking.read_metrics(mv.tags[registry.RUN_ID_TAG])
-        time.sleep(1.5)
-        spans.append((start, time.time()))
-        return m
+        return tracking.read_metrics(mv.tags[registry.RUN_ID_TAG])
 
     barrier.wait(timeout=300)
     d = registry.promote(cfg, run_id, uri, cand, evaluate)
