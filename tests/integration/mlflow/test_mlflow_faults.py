@@ -92,12 +92,14 @@ def _promote_timed(
 
     registry.register_version = timed_register  # type: ignore[assignment]
 
-    def evaluate(model_uri: str) -> dict[str, float]:
-        if not model_uri.startswith("models:/"):
-            return cand  # the candidate itself
+    from mlflow_test_helpers import scores
+
+    def evaluate(model_uri: str) -> Any:  # per-query scores at the model's level (no noise)
+        if model_uri == uri:
+            return scores(cand["dim_384_cosine_map@100"])  # the candidate itself (its logged-model URI)
         _, name, version = model_uri.rsplit("/", 2)
         mv = tracking.client(cfg).get_model_version(name, version)
-        return tracking.read_metrics(mv.tags[registry.RUN_ID_TAG])
+        return scores(tracking.read_metrics(mv.tags[registry.RUN_ID_TAG])["dim_384_cosine_map@100"])
 
     barrier.wait(timeout=300)
     d = registry.promote(cfg, run_id, uri, cand, evaluate)

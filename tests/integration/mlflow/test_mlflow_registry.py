@@ -101,9 +101,7 @@ def test_better_candidate_promoted_and_old_champion_kept_as_previous(
     assert frame["candidate_ap_dim_384"].mean() == pytest.approx(0.6)
 
 
-def test_decision_tags_are_written_before_the_alias_moves(
-    mlflow_cfg: PipelineConfig, logged_model_uri: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_decision_tags_are_written_before_the_alias_moves(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -115,10 +113,11 @@ def test_decision_tags_are_written_before_the_alias_moves(
     def down(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise MlflowException("registry went away")
 
-    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", down)
-    with pytest.raises(TrackingError, match="registry went away"):
-        registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
-    monkeypatch.undo()
+    # a patch of its own: undoing the test's monkeypatch would also drop the fixtures' tracking URI
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MlflowClient, "set_registered_model_alias", down)
+        with pytest.raises(TrackingError, match="registry went away"):
+            registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
     c = tracking.client(mlflow_cfg)
     assert c.get_run(run_id).data.tags["decision"] == "promoted"  # recorded, though the alias never moved
     assert _alias(mlflow_cfg, "champion") is None
