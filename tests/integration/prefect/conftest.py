@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parents[3]
 RETRY_STATUS = {429, 502, 503}
@@ -55,18 +56,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marker = metafunc.definition.get_closest_marker("backends")
         backends = marker.args if marker else ("sqlite",)
         metafunc.parametrize("stack", backends, indirect=True, scope="session")
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports: every socket stays bound until all are chosen, so no two can coincide."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass

@@ -12,18 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_ports
+
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
