@@ -88,6 +88,7 @@ def run(
 
     from pipelines.config import ModelConfig, TrainingConfig
     from pipelines.evaluation import evaluate_pairs
+    from pipelines.metrics import metric_key
     from pipelines.training import train
 
     cfg = TrainingConfig(
@@ -131,7 +132,7 @@ def run(
         "steps": result.global_step,
         "final_loss": result.loss_history[-1]["loss"] if result.loss_history else float("nan"),
         "device": result.device,
-        "map": {d: metrics[f"dim_{d}_cosine_map@100"] for d in args.dims},
+        "map": {d: metrics[metric_key(d)] for d in args.dims},
     }
 
 
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return scaling(args)
 
     from pipelines.evaluation import evaluate_pairs
+    from pipelines.metrics import metric_key
 
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         work = args.work_dir or Path(tmp)
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     dim_cols = "".join(f" map@100 {d:>3} |" for d in args.dims)
     print(f"| run                 | batch    | steps | pairs/s  | train s |{dim_cols}")
     print(f"|{'-' * 21}|{'-' * 10}|{'-' * 7}|{'-' * 10}|{'-' * 9}|" + "-------------|" * len(args.dims))
-    base_maps = "".join(f" {base[f'dim_{d}_cosine_map@100']:>11.4f} |" for d in args.dims)
+    base_maps = "".join(f" {base[metric_key(d)]:>11.4f} |" for d in args.dims)
     print(f"| {'base model':<19} | {'-':<8} | {'-':>5} | {'-':>8} | {'-':>7} |{base_maps}")
     for r in runs:
         maps = "".join(f" {r['map'][d]:>11.4f} |" for d in args.dims)

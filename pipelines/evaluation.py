@@ -35,6 +35,7 @@ from pipelines.metrics import (
     PRECISION_RECALL_AT_K,
     PRIMARY,
     Scores,
+    dim_name,
     metric_key,
     size_key,
 )
@@ -517,7 +518,7 @@ def build_reference_evaluator(pairs: pd.DataFrame, dims: Sequence[int], batch_si
                 queries=q,
                 corpus=c,
                 relevant_docs=relevant,
-                name=f"dim_{d}",
+                name=dim_name(d),
                 truncate_dim=d,
                 batch_size=batch_size,
                 write_csv=False,

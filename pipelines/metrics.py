@@ -64,12 +64,22 @@ def group_prefix(kind: str | None = None, group: str | None = None) -> str:
     return f"{kind}_{group}_"
 
 
+def dim_name(dim: int) -> str:
+    """The evaluator's name for one Matryoshka dim, ``dim_384``: the stem of every key at that dim."""
+    return f"dim_{dim}"
+
+
+def dim_prefix(dim: int) -> str:
+    """``dim_384_``: what every whole-eval key at ``dim`` starts with (then the similarity and the name)."""
+    return f"{dim_name(dim)}_"
+
+
 def metric_key(
     dim: int, name: str = PRIMARY, kind: str | None = None, group: str | None = None, similarity: str = SIMILARITY
 ) -> str:
     """``metric_key(384)`` -> ``dim_384_cosine_map@100``; with ``kind="slice", group="recipe_card"`` ->
     ``slice_recipe_card_dim_384_cosine_map@100``."""
-    return f"{group_prefix(kind, group)}dim_{dim}_{similarity}_{name}"
+    return f"{group_prefix(kind, group)}{dim_prefix(dim)}{similarity}_{name}"
 
 
 def size_key(kind: str, group: str) -> str:

@@ -12,7 +12,17 @@ import platform
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipelines.metrics import LOAD_LINE, METRIC_NAMES, PRIMARY, SIMILARITY, groups_in, lookup, metric_key, size_key
+from pipelines.metrics import (
+    LOAD_LINE,
+    METRIC_NAMES,
+    PRIMARY,
+    SIMILARITY,
+    dim_prefix,
+    groups_in,
+    lookup,
+    metric_key,
+    size_key,
+)
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
@@ -37,7 +47,7 @@ def fmt(value: Any) -> str:
 
 def metric_names(metrics: Mapping[str, float], dim: int) -> list[str]:
     """Metric names present for ``dim``, in the reference card's order, unknown ones last."""
-    prefix = f"dim_{dim}_"
+    prefix = dim_prefix(dim)
     present = [k[len(prefix) :] for k in metrics if k.startswith(prefix)]
     known = [m for m in METRIC_ORDER if m in present]
     return known + sorted(m for m in present if m not in METRIC_ORDER)
@@ -57,7 +67,7 @@ def markdown_metrics_table(
     sep = "|:--------------------|" + "|".join([":-----------"] * len(cols)) + "|"
     rows = [header, sep]
     for n in names:
-        cells = [fmt(m.get(f"dim_{dim}_{n}")) for m in cols.values()]
+        cells = [fmt(m.get(dim_prefix(dim) + n)) for m in cols.values()]
         if n == PRIMARY_ROW:
             rows.append(f"| **{n}** | " + " | ".join(f"**{c}**" for c in cells) + " |")
         else:

@@ -27,7 +27,7 @@ from pipelines import distributed
 from pipelines.config import ModelConfig, TrainingConfig
 from pipelines.errors import InputError, TrainingError
 from pipelines.io import read_json_object
-from pipelines.metrics import primary_metric_key
+from pipelines.metrics import dim_prefix, primary_metric_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -439,11 +439,11 @@ def _loss_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
 def _best_validation_metrics(
     log_history: list[dict[str, Any]], best_step: int | None, dims: Sequence[int]
 ) -> dict[str, float]:
-    evals = [e for e in log_history if any(k.startswith("eval_dim_") for k in e)]
+    evals = [e for e in log_history if any(k.startswith("eval_" + dim_prefix(d)) for k in e for d in dims)]
     if not evals:
         return {}
     chosen = next((e for e in evals if best_step is not None and e.get("step") == best_step), evals[-1])
-    prefixes = tuple(f"eval_dim_{d}_" for d in dims)
+    prefixes = tuple("eval_" + dim_prefix(d) for d in dims)
     return {k.removeprefix("eval_"): float(v) for k, v in chosen.items() if k.startswith(prefixes)}
 
 

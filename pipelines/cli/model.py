@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"{data}: no such dataset directory")
         from pipelines import distributed
         from pipelines.errors import is_out_of_memory, out_of_memory
+        from pipelines.metrics import PRIMARY, dim_prefix
         from pipelines.training import CHECKPOINTS_SUBDIR, MODEL_SUBDIR, train
 
         if resume and overwrite:
@@ -111,7 +112,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"loss: {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f} (step {last['step']})")
         for d in cfg.training.matryoshka_dims:
             key = next(
-                (k for k in result.validation_metrics if k.startswith(f"dim_{d}_") and k.endswith("map@100")), None
+                (k for k in result.validation_metrics if k.startswith(dim_prefix(d)) and k.endswith(PRIMARY)), None
             )
             if key:
                 typer.echo(f"validation {key}: {result.validation_metrics[key]:.4f}")

@@ -146,6 +146,9 @@ def test_profile_names_come_from_one_list(capsys: pytest.CaptureFixture[str]) ->
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     documented = next(line for line in readme.split("\n\n") if line.startswith("Profiles:"))
     assert all(f"`{name}`" in documented for name in PROFILE_CHOICES)
+    operations = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    flow_params = next(part for part in operations.split("\n\n") if part.startswith("Flow parameters"))
+    assert all(f"`{name}`" in flow_params for name in PROFILE_CHOICES)
 
 
 def test_toml_and_json_files(tmp_path: Path) -> None:

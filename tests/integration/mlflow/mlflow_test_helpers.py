@@ -20,6 +20,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def alias_version(cfg: PipelineConfig, alias: str) -> str | None:
+    """The registry version ``alias`` points to, or None."""
+    from pipelines import registry, tracking
+
+    mv = registry.get_alias(tracking.client(cfg), cfg.registry.model_name, alias)
+    return None if mv is None else str(mv.version)
+
+
+def registered_versions(cfg: PipelineConfig) -> list[str]:
+    """Every version of the registered model, as sorted strings."""
+    from pipelines import tracking
+
+    found = tracking.client(cfg).search_model_versions(f"name = '{cfg.registry.model_name}'")
+    return sorted(str(v.version) for v in found)
+
+
 def metrics(map384: float, others: float | None = None, **override: float) -> dict[str, float]:
     """A candidate-style metric dict: map@100, ndcg@10, mrr@10 per dim (others default to map384)."""
     out: dict[str, float] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow_test_helpers import make_candidate, metrics
+from mlflow_test_helpers import alias_version, make_candidate, metrics, registered_versions
 
 from pipelines import reconcile as rc
 from pipelines import registry, tracking
@@ -19,16 +19,6 @@ from pipelines.config import PipelineConfig
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _alias(cfg: PipelineConfig, alias: str) -> str | None:
-    mv = registry.get_alias(tracking.client(cfg), cfg.registry.model_name, alias)
-    return None if mv is None else str(mv.version)
-
-
-def _versions(cfg: PipelineConfig) -> list[str]:
-    found = tracking.client(cfg).search_model_versions(f"name = '{cfg.registry.model_name}'")
-    return sorted(str(v.version) for v in found)
 
 
 def _no_champion(uri: str) -> dict[str, float]:
@@ -65,7 +55,7 @@ def test_two_processes_registering_one_run_make_one_version(mlflow_cfg: Pipeline
             if p.is_alive():
                 p.kill()
     assert len(set(got)) == 1, got
-    assert _versions(mlflow_cfg) == got[:1]
+    assert registered_versions(mlflow_cfg) == got[:1]
 
 
 # --- two promotions with different data dirs, one tracking URI -----------------------------------
@@ -134,7 +124,7 @@ def test_promotions_from_two_data_dirs_on_one_tracking_uri_exclude_each_other(
     spans = sorted(s for _, _, ss in out for s in ss)
     assert len(spans) == 2
     assert spans[0][1] <= spans[1][0], f"critical sections overlap: {spans}"  # no lost update
-    champion = _alias(mlflow_cfg, "champion")
+    champion = alias_version(mlflow_cfg, "champion")
     decisions = {d["candidate_version"]: d for _, d, _ in out}
     assert decisions[champion]["promote"] is True
     c = tracking.client(mlflow_cfg)
@@ -152,24 +142,24 @@ def test_promotions_from_two_data_dirs_on_one_tracking_uri_exclude_each_other(
 def test_alias_on_a_deleted_version_is_no_champion(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
     old = make_candidate(mlflow_cfg, metrics(0.5), logged_model_uri)
     registry.promote(mlflow_cfg, old, logged_model_uri, metrics(0.5), _no_champion)
-    v = _alias(mlflow_cfg, "champion")
+    v = alias_version(mlflow_cfg, "champion")
     assert v is not None
     tracking.client(mlflow_cfg).delete_model_version(mlflow_cfg.registry.model_name, v)
     new = make_candidate(mlflow_cfg, metrics(0.4), logged_model_uri)
     d = registry.promote(mlflow_cfg, new, logged_model_uri, metrics(0.4), _no_champion)
     assert d.promote and d.reason == "no champion yet" and d.champion_version is None
-    assert _alias(mlflow_cfg, "champion") == d.candidate_version
+    assert alias_version(mlflow_cfg, "champion") == d.candidate_version
 
 
 def test_champion_lacking_the_metric_gives_a_clear_rejection(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
     old = make_candidate(mlflow_cfg, metrics(0.5), logged_model_uri)
     registry.promote(mlflow_cfg, old, logged_model_uri, metrics(0.5), _no_champion)
-    champion = _alias(mlflow_cfg, "champion")
+    champion = alias_version(mlflow_cfg, "champion")
     new = make_candidate(mlflow_cfg, metrics(0.6), logged_model_uri)
     partial = {k: v for k, v in metrics(0.5).items() if not k.startswith("dim_384_")}
     d = registry.promote(mlflow_cfg, new, logged_model_uri, metrics(0.6), lambda _uri: partial)
     assert d.promote is False and "lack dim_384_cosine_map@100" in d.reason
-    assert _alias(mlflow_cfg, "champion") == champion
+    assert alias_version(mlflow_cfg, "champion") == champion
     tags = tracking.client(mlflow_cfg).get_model_version(mlflow_cfg.registry.model_name, d.candidate_version).tags
     assert tags["decision"] == "rejected" and "lack" in tags["decision_reason"]
 

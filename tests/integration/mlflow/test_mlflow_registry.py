@@ -10,22 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow_test_helpers import make_candidate, promote_worker, scores, stored_metrics_evaluate
+from mlflow_test_helpers import (
+    alias_version,
+    make_candidate,
+    promote_worker,
+    registered_versions,
+    scores,
+    stored_metrics_evaluate,
+)
 
 from pipelines import registry, tracking
 from pipelines.config import PipelineConfig
 
 pytestmark = pytest.mark.integration
-
-
-def _alias(cfg: PipelineConfig, alias: str) -> str | None:
-    mv = registry.get_alias(tracking.client(cfg), cfg.registry.model_name, alias)
-    return None if mv is None else str(mv.version)
-
-
-def _versions(cfg: PipelineConfig) -> list[str]:
-    found = tracking.client(cfg).search_model_versions(f"name = '{cfg.registry.model_name}'")
-    return sorted(str(v.version) for v in found)
 
 
 def _never_called(uri: str) -> dict[str, float]:
@@ -46,8 +43,8 @@ def test_first_candidate_becomes_champion(mlflow_cfg: PipelineConfig, logged_mod
     d = registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
 
     assert d.promote and d.champion_version is None and d.reason == "no champion yet"
-    assert _alias(mlflow_cfg, "champion") == d.candidate_version
-    assert _alias(mlflow_cfg, "previous-champion") is None
+    assert alias_version(mlflow_cfg, "champion") == d.candidate_version
+    assert alias_version(mlflow_cfg, "previous-champion") is None
     c = tracking.client(mlflow_cfg)
     assert c.get_run(run_id).data.tags["decision"] == "promoted"
     assert c.get_run(run_id).data.tags["registered_version"] == d.candidate_version
@@ -66,7 +63,7 @@ def test_better_candidate_promoted_and_old_champion_kept_as_previous(
     mlflow_cfg: PipelineConfig, logged_model_uri: str, tmp_path: Path
 ) -> None:
     _champion_of(mlflow_cfg, logged_model_uri, scores(0.5))
-    old = _alias(mlflow_cfg, "champion")
+    old = alias_version(mlflow_cfg, "champion")
     better = scores(0.6)
     run_id = make_candidate(mlflow_cfg, better, logged_model_uri)
     calls: list[str] = []
@@ -80,8 +77,8 @@ def test_better_candidate_promoted_and_old_champion_kept_as_previous(
     assert calls == [f"models:/{mlflow_cfg.registry.model_name}/{old}"]  # scored once, reused under the lock
     assert d.promote and d.champion_version == old and d.scored_against == old
     assert d.deltas[384] == pytest.approx(0.1) and d.delta == pytest.approx(0.1)
-    assert _alias(mlflow_cfg, "champion") == d.candidate_version != old
-    assert _alias(mlflow_cfg, "previous-champion") == old
+    assert alias_version(mlflow_cfg, "champion") == d.candidate_version != old
+    assert alias_version(mlflow_cfg, "previous-champion") == old
     c = tracking.client(mlflow_cfg)
     run = c.get_run(run_id)
     assert run.data.metrics["champion_dim_384_cosine_map_at_100"] == pytest.approx(0.5)
@@ -120,12 +117,12 @@ def test_decision_tags_are_written_before_the_alias_moves(mlflow_cfg: PipelineCo
             registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
     c = tracking.client(mlflow_cfg)
     assert c.get_run(run_id).data.tags["decision"] == "promoted"  # recorded, though the alias never moved
-    assert _alias(mlflow_cfg, "champion") is None
+    assert alias_version(mlflow_cfg, "champion") is None
 
 
 def test_worse_candidate_rejected_and_alias_unchanged(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
     _champion_of(mlflow_cfg, logged_model_uri, scores(0.6))
-    old = _alias(mlflow_cfg, "champion")
+    old = alias_version(mlflow_cfg, "champion")
     worse = scores(0.5)
     run_id = make_candidate(mlflow_cfg, worse, logged_model_uri)
 
@@ -133,8 +130,8 @@ def test_worse_candidate_rejected_and_alias_unchanged(mlflow_cfg: PipelineConfig
 
     assert not d.promote and "worse than the champion" in d.reason
     assert d.delta == pytest.approx(-0.1) and d.ci_high is not None and d.ci_high < 0
-    assert _alias(mlflow_cfg, "champion") == old
-    assert _alias(mlflow_cfg, "previous-champion") is None
+    assert alias_version(mlflow_cfg, "champion") == old
+    assert alias_version(mlflow_cfg, "previous-champion") is None
     c = tracking.client(mlflow_cfg)
     mv = c.get_model_version(mlflow_cfg.registry.model_name, str(d.candidate_version))
     assert mv.tags["decision"] == "rejected" and mv.tags["rejection_reason"] == d.reason
@@ -152,7 +149,7 @@ def test_champion_is_reevaluated_not_read_from_old_metrics(mlflow_cfg: PipelineC
     d = registry.promote(mlflow_cfg, run_id, logged_model_uri, cand, lambda uri: scores(0.4))
 
     assert d.promote and d.deltas[384] == pytest.approx(0.1)
-    assert _alias(mlflow_cfg, "champion") == d.candidate_version
+    assert alias_version(mlflow_cfg, "champion") == d.candidate_version
 
 
 def test_nan_candidate_never_promoted(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
@@ -160,14 +157,14 @@ def test_nan_candidate_never_promoted(mlflow_cfg: PipelineConfig, logged_model_u
     run_id = make_candidate(mlflow_cfg, nan_first, logged_model_uri)
     d = registry.promote(mlflow_cfg, run_id, logged_model_uri, nan_first, _never_called)
     assert not d.promote and "non-finite" in d.reason
-    assert _alias(mlflow_cfg, "champion") is None  # not even as the first model
+    assert alias_version(mlflow_cfg, "champion") is None  # not even as the first model
 
     _champion_of(mlflow_cfg, logged_model_uri, scores(0.5))
-    old = _alias(mlflow_cfg, "champion")
+    old = alias_version(mlflow_cfg, "champion")
     nan_better = scores(0.99, **{"dim_64_cosine_map@100": math.nan})
     run_id = make_candidate(mlflow_cfg, nan_better, logged_model_uri)
     d = registry.promote(mlflow_cfg, run_id, logged_model_uri, nan_better, stored_metrics_evaluate)
-    assert not d.promote and _alias(mlflow_cfg, "champion") == old
+    assert not d.promote and alias_version(mlflow_cfg, "champion") == old
 
 
 def test_rerun_after_crash_registers_no_duplicate_version(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
@@ -175,15 +172,15 @@ def test_rerun_after_crash_registers_no_duplicate_version(mlflow_cfg: PipelineCo
     run_id = make_candidate(mlflow_cfg, m, logged_model_uri)
     # A promotion that died after registering, before any alias was set:
     first = registry.register_version(mlflow_cfg, run_id, logged_model_uri)
-    assert _alias(mlflow_cfg, "champion") is None
+    assert alias_version(mlflow_cfg, "champion") is None
 
     d1 = registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
     d2 = registry.promote(mlflow_cfg, run_id, logged_model_uri, m, _never_called)
 
-    assert _versions(mlflow_cfg) == [str(first.version)]
+    assert registered_versions(mlflow_cfg) == [str(first.version)]
     assert d1.candidate_version == d2.candidate_version == str(first.version)
     assert d1.promote and d2.promote and "already the champion" in d2.reason
-    assert _alias(mlflow_cfg, "champion") == str(first.version)
+    assert alias_version(mlflow_cfg, "champion") == str(first.version)
 
 
 # Both beat the champion (0.5) clearly; "best" beats "good" by point estimate (+0.02) but not clearly (a
@@ -211,7 +208,7 @@ def test_racing_promotions_end_on_the_better_candidate_in_either_order(
     """Deterministic race: the second promotion scores the champion, then, while it waits for the lock,
     the first one takes it and finishes."""
     (good_run, good), (best_run, best) = _race_setup(mlflow_cfg, logged_model_uri)
-    stale = _alias(mlflow_cfg, "champion")
+    stale = alias_version(mlflow_cfg, "champion")
     first, second = ((best_run, best), (good_run, good)) if best_first else ((good_run, good), (best_run, best))
     seen: dict[str, registry.Decision] = {}
 
@@ -227,7 +224,7 @@ def test_racing_promotions_end_on_the_better_candidate_in_either_order(
     assert early.promote and early.champion_version == stale
     assert late.scored_against == stale and late.champion_version == early.candidate_version
     best_version = (early if best_first else late).candidate_version
-    assert _alias(mlflow_cfg, "champion") == best_version
+    assert alias_version(mlflow_cfg, "champion") == best_version
     assert late.promote is (not best_first)
     assert "meanwhile" in late.reason
 
@@ -237,7 +234,7 @@ def test_concurrent_promotions_end_on_the_best_version(
     mlflow_cfg: PipelineConfig, logged_model_uri: str, best_first: bool
 ) -> None:
     (good_run, good), (best_run, best) = _race_setup(mlflow_cfg, logged_model_uri)
-    stale = _alias(mlflow_cfg, "champion")
+    stale = alias_version(mlflow_cfg, "champion")
     # Start order (the second starts 0.5 s later); the lock decides the real order.
     order = [(best_run, best), (good_run, good)] if best_first else [(good_run, good), (best_run, best)]
 
@@ -265,12 +262,12 @@ def test_concurrent_promotions_end_on_the_best_version(
     best_version = outcome[best_run]["candidate_version"]
     good_version = outcome[good_run]["candidate_version"]
     # whoever took the lock first, the better candidate ends as champion
-    assert _alias(mlflow_cfg, "champion") == best_version
+    assert alias_version(mlflow_cfg, "champion") == best_version
     assert outcome[best_run]["promote"] is True
     if outcome[good_run]["promote"]:  # good went first, then lost the title to best
-        assert _alias(mlflow_cfg, "previous-champion") == good_version
+        assert alias_version(mlflow_cfg, "previous-champion") == good_version
     else:
-        assert _alias(mlflow_cfg, "previous-champion") == stale
+        assert alias_version(mlflow_cfg, "previous-champion") == stale
 
 
 def test_champion_loads_from_registry_and_encodes(mlflow_cfg: PipelineConfig, saved_model_dir: Path) -> None:
