@@ -44,9 +44,11 @@ _CHECKPOINT_PREFIX = "checkpoint-"
 class TrainResult:
     """What one ``train`` call produced (also written to ``out_dir/train_result.json``).
 
-    ``seconds`` is the wall time of the training loop in this process (evaluations included);
-    ``pairs_per_second`` counts the pairs the whole job (all ``world_size`` ranks) trained on over
-    that time minus the time spent in per-epoch evaluation.
+    ``seconds`` is the wall time of ``trainer.train()`` in this process (set-up, evaluations,
+    checkpoint saves and loading the best checkpoint included); ``pairs_per_second`` counts the pairs
+    the whole job (all ``world_size`` ranks) trained on over that time minus the time spent in
+    per-epoch evaluation. ``settings["loop_pairs_per_second"]`` divides by the training loop alone
+    (``settings["loop_seconds"]``: steps and waits for data, without evaluations and checkpoint saves).
     """
 
     model_dir: Path
@@ -254,6 +256,31 @@ def _line_progress_callback(primary_metric: str, pairs_per_step: int) -> Trainer
     return LineProgress()
 
 
+def _loop_clock_callback(trainer: Any, device: str) -> TrainerCallback:
+    """Keeps ``trainer.loop_seconds`` current at every step end: the wall time from the first batch
+    fetch to this step's end, less the evaluations and checkpoint saves in between; so it counts the
+    steps and the waits for data only, which is what pairs/s of the training loop divides by.
+
+    On CUDA the clock waits for the GPU (``synchronize``) where the trainer is about to wait anyway (a
+    logging, evaluation or save step) and at the last step, so queued GPU work is never left out.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    cuda = device.startswith("cuda")
+
+    class LoopClock(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            last = state.max_steps > 0 and state.global_step >= state.max_steps
+            if cuda and (last or control.should_log or control.should_evaluate or control.should_save):
+                torch.cuda.synchronize()
+            if trainer.loop_started is not None:
+                outside = trainer.evaluate_seconds + trainer.checkpoint_seconds
+                trainer.loop_seconds = time.perf_counter() - trainer.loop_started - outside
+
+    return LoopClock()
+
+
 def _hms(seconds: float) -> str:
     s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -286,12 +313,17 @@ def _make_trainer_class() -> type:
     from sentence_transformers import SentenceTransformerTrainer
 
     class GuardedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
-        """Checks every training step's loss at once, counts the pairs it trained on and the time
-        spent waiting for batches; with ``fast_input`` set, trains from the fast input pipeline
-        (:mod:`pipelines.fastdata`) instead of the library's collator and sampler."""
+        """Checks every training step's loss at once, counts the pairs it trained on, and clocks the
+        training loop (see :func:`_loop_clock_callback`): the time spent waiting for batches, in
+        evaluations and in checkpoint saves; with ``fast_input`` set, trains from the fast input
+        pipeline (:mod:`pipelines.fastdata`) instead of the library's collator and sampler."""
 
         pairs_seen = 0
         data_wait_seconds = 0.0
+        evaluate_seconds = 0.0
+        checkpoint_seconds = 0.0
+        loop_started: float | None = None
+        loop_seconds = 0.0
         fast_input: Any = None
         no_duplicates = True
 
@@ -313,12 +345,28 @@ def _make_trainer_class() -> type:
             self._train_dataloader = self.accelerator.prepare(loader)
             return self._train_dataloader
 
-        def get_batch_samples(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        @contextlib.contextmanager
+        def _clock(self, attr: str) -> Iterator[None]:
+            """Adds the time spent in the block to the float attribute ``attr``."""
             t0 = time.perf_counter()
             try:
-                return super().get_batch_samples(*args, **kwargs)
+                yield
             finally:
-                self.data_wait_seconds += time.perf_counter() - t0
+                setattr(self, attr, getattr(self, attr) + time.perf_counter() - t0)
+
+        def get_batch_samples(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.loop_started is None:
+                self.loop_started = time.perf_counter()
+            with self._clock("data_wait_seconds"):
+                return super().get_batch_samples(*args, **kwargs)
+
+        def evaluate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            with self._clock("evaluate_seconds"):
+                return super().evaluate(*args, **kwargs)
+
+        def _save_checkpoint(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            with self._clock("checkpoint_seconds"):
+                return super()._save_checkpoint(*args, **kwargs)
 
         def compute_loss(  # type: ignore[no-untyped-def]
             self, model, inputs, return_outputs=False, num_items_in_batch=None
@@ -586,6 +634,7 @@ def train(
     trainer.no_duplicates = train_cfg.batch_sampler == "no_duplicates"
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    trainer.add_callback(_loop_clock_callback(trainer, device))
     trainer.remove_callback(ProgressCallback)  # bars redraw into logs as duplicated lines
     trainer.remove_callback(PrinterCallback)  # raw dicts: the line callback below says it shorter
     if progress:
@@ -654,6 +703,9 @@ def train(
             "input_pipeline": input_pipeline,
             "input_prep_seconds": round(prep_seconds, 3),
             "data_wait_seconds": round(float(trainer.data_wait_seconds), 3),
+            "loop_seconds": round(float(trainer.loop_seconds), 3),
+            "loop_pairs_per_second": round(pairs_seen / trainer.loop_seconds, 2) if trainer.loop_seconds > 0 else None,
+            "checkpoint_seconds": round(float(trainer.checkpoint_seconds), 3),
         },
         world_size=world,
     )

@@ -123,6 +123,20 @@ def test_train_result_json_round_trips(trained) -> None:  # type: ignore[no-unty
     assert saved["pairs_per_second"] == pytest.approx(seen / train_seconds, rel=0.01)
 
 
+def test_the_loop_clock_leaves_out_evaluations_and_checkpoint_saves(trained) -> None:  # type: ignore[no-untyped-def]
+    """pairs/s of the training loop divides by steps and waits for data only: the two validation
+    evaluations and the checkpoint saves (one per epoch) fall outside it, and everything fits in the
+    wall time of ``trainer.train()``."""
+    result, _, _ = trained
+    s = result.settings
+    loop, saves = s["loop_seconds"], s["checkpoint_seconds"]
+    assert 0 < s["data_wait_seconds"] <= loop
+    assert saves > 0 and result.eval_seconds > 0
+    assert loop + saves + result.eval_seconds <= result.seconds + 0.01
+    assert s["loop_pairs_per_second"] == pytest.approx(s["pairs_seen"] / loop, rel=0.01)
+    assert s["loop_pairs_per_second"] >= result.pairs_per_second
+
+
 @pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tmp_path: Path, tiny_dataset_dir: Path) -> None:
     out = tmp_path / "out"
