@@ -266,20 +266,27 @@ class TokenizedColumns:
 
 def _tokenize_batch(
     batch: dict[str, list[Any]], *, columns: list[str], preprocess_fn: Callable[..., Any], keys: list[str]
-) -> dict[str, list[np.ndarray]]:
+) -> Any:
+    """One ``datasets.map`` batch: each column through ``preprocess_fn``, padding cut off, as an Arrow
+    table of list columns (``<column>__<key>``) built from the flat ids and offsets in one go (a list of
+    per-row arrays would be converted row by row)."""
+    import pyarrow as pa
 
-    out: dict[str, list[np.ndarray]] = {}
+    out: dict[str, Any] = {}
     for col in columns:
         feats = preprocess_fn(list(batch[col]))
         mask = feats["attention_mask"]
         lengths = mask.sum(dim=1)
         if not torch.equal(mask, (torch.arange(mask.shape[1])[None, :] < lengths[:, None]).to(mask.dtype)):
             raise FastPathUnsupported(f"column {col!r}: preprocess does not pad on the right")
-        lens = lengths.tolist()
+        keep = mask.numpy().astype(bool)  # right-padded: row-major selection concatenates the rows
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+        np.cumsum(lengths.numpy(), out=offsets[1:])
+        arrow_offsets = pa.array(offsets, type=pa.int32())
         for key in keys:
-            arr = feats[key].numpy().astype(np.int32, copy=False)
-            out[f"{col}{_SEP}{key}"] = [row[:n] for row, n in zip(arr, lens, strict=True)]
-    return out
+            flat = feats[key].numpy()[keep].astype(np.int32, copy=False)
+            out[f"{col}{_SEP}{key}"] = pa.ListArray.from_arrays(arrow_offsets, pa.array(flat))
+    return pa.table(out)
 
 
 def tokenizer_fingerprint(model: Any) -> str:
