@@ -9,9 +9,12 @@
 #   env      card name, versions, which optional packages are absent
 #   tests    python3 -m pytest tests/gpu -q (when pytest is there)
 #   bench    python3 bench/train_throughput.py (card 64x8 vs ours 512x1, --ablation) on $N_TRAIN pairs
+#   nightly  python3 bench/nightly_time.py $NIGHTLY_ARGS (default --epochs 1): the nightly's core (synthesize,
+#            train, evaluate) at seed scale, stage by stage. Not in the default STAGES (it takes minutes):
+#            STAGES="install model nightly"; the whole 10-epoch nightly: NIGHTLY_ARGS="" NIGHTLY_TIMEOUT=600
 #   input    python3 bench/input_pipeline.py (ms per 512-pair batch: ours vs the library's, host CPU)
-# Logs go to $OUT (default /tmp/device-check). Worst case ~7.7 min:
-# bench and tests each run under `timeout` (BENCH_TIMEOUT, TESTS_TIMEOUT seconds).
+# Logs go to $OUT (default /tmp/device-check). Worst case of the default stages ~7.7 min:
+# bench and tests each run under `timeout` (BENCH_TIMEOUT, TESTS_TIMEOUT seconds); nightly under NIGHTLY_TIMEOUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,6 +27,8 @@ BENCH_ARGS=${BENCH_ARGS:---ablation}
 INPUT_TIMEOUT=${INPUT_TIMEOUT:-120}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-330}
 TESTS_TIMEOUT=${TESTS_TIMEOUT:-90}
+NIGHTLY_TIMEOUT=${NIGHTLY_TIMEOUT:-400}
+NIGHTLY_ARGS=${NIGHTLY_ARGS---epochs 1}   # "" (set but empty): the profile's 10 epochs
 LOG=${OUT:-/tmp/device-check}
 mkdir -p "$LOG" "$SITE"
 
@@ -119,6 +124,13 @@ if want bench; then
   timeout -k 10 "$BENCH_TIMEOUT" "$PY" bench/train_throughput.py --n-train "$N_TRAIN" --n-eval "$N_EVAL" \
     --no-progress $BENCH_ARGS 2>&1 | tee "$LOG/train_throughput.log"
   r=${PIPESTATUS[0]}; [ "$r" -eq 0 ] || fail bench "$r"
+fi
+
+if want nightly; then
+  step "nightly: nightly_time $NIGHTLY_ARGS"
+  # shellcheck disable=SC2086
+  timeout -k 10 "$NIGHTLY_TIMEOUT" "$PY" bench/nightly_time.py $NIGHTLY_ARGS 2>&1 | tee "$LOG/nightly_time.log"
+  r=${PIPESTATUS[0]}; [ "$r" -eq 0 ] || fail nightly "$r"
 fi
 
 if want input; then

