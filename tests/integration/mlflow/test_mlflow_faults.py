@@ -28,6 +28,19 @@ def _no_champion(uri: str) -> dict[str, float]:
 # --- two processes register one run ------------------------------------------------------------
 
 
+def _results_of(procs: list[Any], results: Any) -> list[Any]:
+    """Start ``procs``, collect one result per process from the ``results`` queue, then reap them all."""
+    for p in procs:
+        p.start()
+    try:
+        return [results.get(timeout=300) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(60)
+            if p.is_alive():
+                p.kill()
+
+
 def _register(cfg_data: dict[str, Any], run_id: str, uri: str, barrier: Any, results: Any) -> None:
     from pipelines import registry, tracking
     from pipelines.config import PipelineConfig
@@ -45,15 +58,7 @@ def test_two_processes_registering_one_run_make_one_version(mlflow_cfg: Pipeline
     barrier, results = ctx.Barrier(3), ctx.Queue()
     data = mlflow_cfg.model_dump(mode="json")
     procs = [ctx.Process(target=_register, args=(data, run_id, logged_model_uri, barrier, results)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    try:
-        got = [results.get(timeout=300) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(60)
-            if p.is_alive():
-                p.kill()
+    got = _results_of(procs, results)
     assert len(set(got)) == 1, got
     assert registered_versions(mlflow_cfg) == got[:1]
 
@@ -112,15 +117,7 @@ def test_promotions_from_two_data_dirs_on_one_tracking_uri_exclude_each_other(
         ctx.Process(target=_promote_timed, args=(c.model_dump(mode="json"), r, logged_model_uri, m, barrier, results))
         for c, r, m in ((cfg_a, run_a, a), (cfg_b, run_b, b))
     ]
-    for p in procs:
-        p.start()
-    try:
-        out = [results.get(timeout=300) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(60)
-            if p.is_alive():
-                p.kill()
+    out = _results_of(procs, results)
     spans = sorted(s for _, _, ss in out for s in ss)
     assert len(spans) == 2
     assert spans[0][1] <= spans[1][0], f"critical sections overlap: {spans}"  # no lost update
