@@ -12,6 +12,7 @@ training loss stops training at once with :class:`TrainingError` and nothing is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -367,6 +368,16 @@ def _make_trainer_class() -> type:
         def _save_checkpoint(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             with self._clock("checkpoint_seconds"):
                 return super()._save_checkpoint(*args, **kwargs)
+
+        def _save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            # A checkpoint needs the weights, not the library's generated README (a third of a save's
+            # time on CPU); the installed model (_install_model) still gets its model card.
+            model = self.model
+            model.save_pretrained = functools.partial(model.save_pretrained, create_model_card=False)  # type: ignore[method-assign]
+            try:
+                return super()._save(*args, **kwargs)
+            finally:
+                del model.save_pretrained  # back to the class's method
 
         def compute_loss(  # type: ignore[no-untyped-def]
             self, model, inputs, return_outputs=False, num_items_in_batch=None

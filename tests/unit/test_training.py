@@ -106,6 +106,10 @@ def test_saved_model_is_the_validation_best_checkpoint(trained) -> None:  # type
     for key, value in result.validation_metrics.items():
         assert again[key] == pytest.approx(value, abs=1e-6), key
     assert result.validation_metrics["dim_384_cosine_map@100"] == pytest.approx(state["best_metric"])
+    # checkpoints skip the library's generated README; the installed model keeps its model card
+    assert not (Path(result.best_checkpoint) / "README.md").exists()
+    assert (result.model_dir / "README.md").is_file()
+    assert (Path(result.best_checkpoint) / "model.safetensors").is_file()
 
 
 @pytest.mark.slow
