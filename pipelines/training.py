@@ -379,6 +379,22 @@ def _make_trainer_class() -> type:
             finally:
                 del model.save_pretrained  # back to the class's method
 
+        def _load_best_model(self) -> None:
+            """The library's, except that a checkpoint that cannot be read fails the training (the
+            library only logs it and keeps the last weights), and the best checkpoint saved at the last
+            step is not read back (it holds the weights in memory)."""
+            best = self.state.best_model_checkpoint
+            if not best:
+                return
+            step = _checkpoint_step(Path(best))
+            with contextlib.suppress(Exception):  # as the library does: the card's note is optional
+                self.model.model_card_data.set_best_model_step(step)
+            if step != self.state.global_step:
+                try:
+                    self._load_from_checkpoint(best)
+                except Exception as exc:
+                    raise TrainingError(f"{best}: cannot load the best checkpoint: {exc}") from exc
+
         def compute_loss(  # type: ignore[no-untyped-def]
             self, model, inputs, return_outputs=False, num_items_in_batch=None
         ):

@@ -227,3 +227,63 @@ def test_triplets_feed_the_loss_when_the_split_has_a_negative(tmp_path: Path) ->
     finally:
         mp.undo()
     assert seen and seen[0] == ["3"]  # anchor, positive, negative
+
+
+def _scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
+    """The validation evaluator reports ``scores`` (map@100 at every dim), one per evaluation."""
+    from pipelines import evaluation
+
+    left = list(scores)
+
+    def fake(model, queries, corpus, relevant, dims, batch_size=256, **kw):  # type: ignore[no-untyped-def]
+        value = left.pop(0)
+        return {f"dim_{d}_cosine_map@100": value for d in dims}
+
+    monkeypatch.setattr(evaluation, "evaluate_ir", fake)
+
+
+def _weights(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.parametrize(("scores", "best"), [([0.9, 0.5, 0.4], 1), ([0.4, 0.5, 0.9], 3)])
+def test_the_installed_model_holds_the_best_checkpoints_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_dataset_dir: Path, scores: list[float], best: int
+) -> None:
+    """Best at step 1 of 3: read back from its checkpoint. Best at the last step: those are the weights
+    in memory, kept without reading them back. Either way the installed model is that checkpoint."""
+    import torch
+
+    _scripted_validation(monkeypatch, scores)
+    cfg = TRAIN_CFG.model_copy(
+        update={"eval_strategy": "steps", "eval_steps": 1, "max_steps": 3, "save_total_limit": 5, "learning_rate": 1e-3}
+    )
+    result = train(tiny_dataset_dir, tmp_path / "out", MODEL_CFG, cfg, progress=False)
+    assert result.best_checkpoint is not None and Path(result.best_checkpoint).name == f"checkpoint-{best}"
+    installed, chosen = _weights(result.model_dir), _weights(Path(result.best_checkpoint))
+    last = _weights(tmp_path / "out" / "checkpoints" / "checkpoint-3")
+    assert all(torch.equal(installed[k], chosen[k]) for k in chosen)
+    if best != 3:  # the test can tell the two apart: the last step moved the weights
+        assert not all(torch.equal(installed[k], last[k]) for k in last)
+
+
+def test_a_best_checkpoint_that_cannot_be_read_fails_the_training(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_dataset_dir: Path
+) -> None:
+    """The library would log the error and install the last weights as if they were the best."""
+    from transformers import TrainerCallback
+
+    class BreakFirstCheckpoint(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == 3:  # training is over: spoil the best (first) checkpoint's weights
+                (Path(args.output_dir) / "checkpoint-1" / "model.safetensors").write_bytes(b"not safetensors")
+
+    _scripted_validation(monkeypatch, [0.9, 0.5, 0.4])
+    cfg = TRAIN_CFG.model_copy(
+        update={"eval_strategy": "steps", "eval_steps": 1, "max_steps": 3, "save_total_limit": 5}
+    )
+    with pytest.raises(TrainingError, match="cannot load the best checkpoint"):
+        train(tiny_dataset_dir, tmp_path / "out", MODEL_CFG, cfg, progress=False, callbacks=[BreakFirstCheckpoint()])
+    assert not (tmp_path / "out" / "model").exists()
