@@ -30,6 +30,11 @@ def test_gpu_training_uses_card_settings_and_learns(tmp_path: Path, tiny_dataset
     assert result.settings["input_pipeline"] == "fast"
     assert result.settings["attn_implementation"] == "sdpa"
     assert result.settings["attention_kernels"] == "flash+efficient"
+    # the loop clock (CUDA-synchronized) leaves the three validations and the checkpoint saves out
+    s = result.settings
+    assert s["loop_seconds"] > 0
+    assert s["loop_seconds"] + s["checkpoint_seconds"] + result.eval_seconds <= result.seconds + 0.01
+    assert s["loop_pairs_per_second"] >= result.pairs_per_second
     losses = pd.DataFrame(result.loss_history)
     assert losses[losses["step"] > 6]["loss"].mean() < losses[losses["step"] <= 3]["loss"].mean()
     # It learned the task: better than the base model on the (memorised) validation pairs.
