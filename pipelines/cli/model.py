@@ -119,6 +119,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"{result.train_pairs} train pairs, {result.global_step} steps, {result.seconds:.1f} s, "
             f"{result.pairs_per_second:.1f} pairs/s on {result.device}"
+            + (f" (loop {loop:.1f} pairs/s)" if (loop := result.settings.get("loop_pairs_per_second")) else "")
             + (f" ({result.world_size} ranks)" if result.world_size > 1 else "")
         )
 

@@ -19,7 +19,8 @@ MODEL_DIR_TAG = "recipe_embed.model_dir"
 
 
 def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
-    """Loss history as step metric ``train_loss``, plus pairs/s, seconds and validation metrics."""
+    """Loss history as step metric ``train_loss``, plus pairs/s (the whole ``train()`` call and its loop
+    alone), seconds and validation metrics."""
     from mlflow.entities import Metric
 
     from pipelines.training import load_train_result
@@ -36,8 +37,11 @@ def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
         if row.get("epoch") is not None:
             batch.append(Metric("train_epoch", float(row["epoch"]), now, step))
     log_metric_batch(run_id, batch)
+    settings = result.get("settings") or {}
     scalars = {
         "train_pairs_per_second": result.get("pairs_per_second"),
+        "train_loop_pairs_per_second": settings.get("loop_pairs_per_second"),
+        "train_checkpoint_seconds": settings.get("checkpoint_seconds"),
         "train_seconds": result.get("seconds"),
         "train_pairs": result.get("train_pairs"),
     }

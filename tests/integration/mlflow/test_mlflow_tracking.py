@@ -42,6 +42,7 @@ def _train_result(root: Path) -> dict[str, object]:
         "train_pairs": 8,
         "best_checkpoint": "checkpoints/checkpoint-10",
         "validation_metrics": {"dim_384_cosine_map@100": 0.42},
+        "settings": {"loop_pairs_per_second": 150.2, "checkpoint_seconds": 0.5},
     }
     write_json(result, root / "train_result.json")
     return result
@@ -115,6 +116,8 @@ def test_a_run_is_complete(mlflow_cfg: PipelineConfig, saved_model_dir: Path, tm
     assert m["base_dim_64_cosine_ndcg_at_10"] == pytest.approx(0.6)
     assert not any("@" in k for k in m)
     assert m["train_pairs_per_second"] == pytest.approx(123.4)
+    assert m["train_loop_pairs_per_second"] == pytest.approx(150.2)
+    assert m["train_checkpoint_seconds"] == pytest.approx(0.5)
     assert m["validation_dim_384_cosine_map_at_100"] == pytest.approx(0.42)
     # step metrics: the loss history
     history = c.get_metric_history(run_id, "train_loss")
