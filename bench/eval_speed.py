@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,6 +64,17 @@ def synthetic_pairs(n_pairs: int, seed: int = 0) -> Any:
             }
         )
     return pd.DataFrame(rows)
+
+
+def write_synthetic_dataset(out: Path, n_train: int, n_eval: int, n_validation: int, seed: int = 0) -> None:
+    """``out/{train,validation,eval}.parquet`` from :func:`synthetic_pairs`, shuffled: ``n_train`` pairs of
+    which the first ``n_validation`` are the validation split, then ``n_eval`` eval pairs."""
+    pairs = synthetic_pairs(n_train + n_eval, seed=seed).sample(frac=1.0, random_state=seed)
+    train, eval_ = pairs.iloc[:n_train], pairs.iloc[n_train:]
+    out.mkdir(parents=True, exist_ok=True)
+    train.iloc[n_validation:].to_parquet(out / "train.parquet", index=False)
+    train.iloc[:n_validation].to_parquet(out / "validation.parquet", index=False)
+    eval_.to_parquet(out / "eval.parquet", index=False)
 
 
 def _timed(fn: Callable[[], Any], device: str, repeats: int) -> tuple[float, Any]:

@@ -56,16 +56,11 @@ def make_data(cfg: Any, out: Path) -> tuple[str, str]:
         mined = "on" if cfg.synthesis.hard_negatives else "off"
         return f"pipelines.datasets.build_dataset (hard negatives {mined})", detail
 
-    from eval_speed import synthetic_pairs
+    from eval_speed import write_synthetic_dataset
 
     syn = cfg.synthesis
-    pairs = synthetic_pairs(syn.n_train + syn.n_eval, seed=syn.seed).sample(frac=1.0, random_state=syn.seed)
-    train, eval_ = pairs.iloc[: syn.n_train], pairs.iloc[syn.n_train :]
     n_val = max(1, int(syn.n_train * syn.validation_fraction))
-    out.mkdir(parents=True, exist_ok=True)
-    train.iloc[n_val:].to_parquet(out / "train.parquet", index=False)
-    train.iloc[:n_val].to_parquet(out / "validation.parquet", index=False)
-    eval_.to_parquet(out / "eval.parquet", index=False)
+    write_synthetic_dataset(out, syn.n_train, syn.n_eval, n_val, seed=syn.seed)
     return "local synthetic generator (pipelines.datasets not importable)", "no validation, no hard negatives"
 
 

@@ -68,15 +68,9 @@ def build_data(out: Path, n_train: int, n_eval: int, seed: int) -> tuple[Path, s
         build_dataset(cfg, out)
         return out, "pipelines.datasets.build_dataset"
 
-    from eval_speed import synthetic_pairs
+    from eval_speed import write_synthetic_dataset
 
-    pairs = synthetic_pairs(n_train + n_eval, seed=seed).sample(frac=1.0, random_state=seed)
-    train, eval_ = pairs.iloc[:n_train], pairs.iloc[n_train:]
-    n_val = max(1, n_train // 20)
-    out.mkdir(parents=True, exist_ok=True)
-    train.iloc[n_val:].to_parquet(out / "train.parquet", index=False)
-    train.iloc[:n_val].to_parquet(out / "validation.parquet", index=False)
-    eval_.to_parquet(out / "eval.parquet", index=False)
+    write_synthetic_dataset(out, n_train, n_eval, max(1, n_train // 20), seed=seed)
     return out, "local synthetic generator"
 
 
