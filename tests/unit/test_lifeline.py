@@ -17,6 +17,8 @@ from pipelines import lifeline
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
 
 ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 120.0
+"""A generous deadline for a condition (a process ends, a file appears) on a loaded machine."""
 
 
 def _alive(pid: int) -> bool:
@@ -136,47 +138,121 @@ def test_parent_variables_are_not_inherited_by_the_childs_children(tmp_path: Pat
 
 
 def test_a_stuck_log_reader_does_not_block_a_chatty_child(tmp_path: Path) -> None:
-    """1 MB of output (16 pipes' worth) while the logger blocks for good: the child still finishes."""
+    """1 MB of output (16 pipes' worth) while the logger blocks for good: the child still finishes.
+
+    ``run_logged`` runs in a thread; it must return while the logger is still stuck in its first line
+    (a child writing to a pipe would block on its 64 KiB buffer and never end)."""
     import threading
 
     from tasks import training_proc as tp
 
     stuck = threading.Event()
+    logged = threading.Event()
+
+    def stuck_log(_line: str) -> None:
+        logged.set()
+        stuck.wait(3600)
+
     child = _write(tmp_path / "chatty.py", "import sys\nfor i in range(16384):\n    print('x' * 63)\n")
-    started = time.monotonic()
-    code = tp.run_logged([sys.executable, str(child)], log_file=tmp_path / "train.log", log=lambda _l: stuck.wait(3600))
-    assert code == 0 and time.monotonic() - started < 30
-    assert (tmp_path / "train.log").stat().st_size == 16384 * 64
+    codes: list[int] = []
+    runner = threading.Thread(
+        target=lambda: codes.append(
+            tp.run_logged([sys.executable, str(child)], log_file=tmp_path / "train.log", log=stuck_log)
+        ),
+        daemon=True,
+    )
+    runner.start()
+    try:
+        runner.join(WAIT_S)
+        assert not runner.is_alive(), f"run_logged still waiting after {WAIT_S:.0f} s"
+        assert logged.is_set() and not stuck.is_set()  # the reader was stuck the whole time
+        assert codes == [0]
+        assert (tmp_path / "train.log").stat().st_size == 16384 * 64
+    finally:
+        stuck.set()
+
+
+def _events(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_cancel_ends_a_child_that_ignores_sigterm_and_its_children_after_the_grace(tmp_path: Path) -> None:
-    """A cancel interrupts the waiting thread (KeyboardInterrupt here): TERM, then KILL after the grace.
+    """A cancel interrupts the waiting thread (KeyboardInterrupt here): TERM to the child's group, then,
+    as the child and its child both ignore TERM, KILL once the grace has passed; both are gone after.
 
-    A short grace (2 s; the default is ``TERM_GRACE_S``) keeps the check about the escalation, with room
-    for a loaded machine: the 30 s bound would fail only if the KILL never came."""
+    Checked through the mechanism, not a clock: the parent records each signal it sends to the group
+    (with whether the child was still alive) and each wait for the child that runs out its timeout (the
+    grace), the children record each TERM they receive, all in one append-only events file. The KILL
+    waits, besides the grace, until both TERMs are recorded, so a loaded machine cannot reorder the
+    events (under load a handler may run late, never not at all)."""
     from tasks.training_proc import TERM_GRACE_S
 
-    assert TERM_GRACE_S + 10 < 30  # the default grace plus the KILL wait still ends a cancel within 30 s
-    pids = tmp_path / "pids"
+    assert TERM_GRACE_S + 10 < 30  # the default grace plus the KILL wait end a cancel within 30 s
+    pids, events = tmp_path / "pids", tmp_path / "events"
+    events.write_text("")
+    ignore_term = (
+        "import os, signal\n"
+        f"def on_term(_s, _f):\n    with open({str(events)!r}, 'a') as fh: fh.write(f'got TERM {{os.getpid()}}\\n')\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+    )
+    (tmp_path / "ignore_term.py").write_text(ignore_term)
     stubborn = _write(
         tmp_path / "stubborn.py",
         f"""
-        import os, signal, subprocess, sys, time
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        grandchild = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+        import os, subprocess, sys, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        import ignore_term
+        grandchild = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, {str(tmp_path)!r}); import ignore_term; print('ready', flush=True); time.sleep(600)"], stdout=subprocess.PIPE)
+        grandchild.stdout.readline()  # its TERM handler is in place
         open({str(pids)!r} + ".tmp", "w").write(f"{{os.getpid()}} {{grandchild.pid}}")
         os.replace({str(pids)!r} + ".tmp", {str(pids)!r})
-        time.sleep(120)
+        while True:
+            time.sleep(600)
         """,
     )
-    parent = _start_parent(tmp_path, [sys.executable, str(stubborn)], grace_s=2.0)
+    # the parent records each signal it sends; a KILL after a TERM waits (60 s at most) for both TERMs
+    recorder = f"""
+        import os, signal, time
+        from pipelines import lifeline
+        from tasks import training_proc as tp
+        _killpg = os.killpg
+        def killpg(pgid, sig):
+            deadline = time.monotonic() + 60
+            while sig == signal.SIGKILL and time.monotonic() < deadline:
+                seen = open({str(events)!r}).read()
+                if "sent SIGTERM" not in seen or seen.count("got TERM") >= 2:
+                    break
+                time.sleep(0.1)
+            with open({str(events)!r}, "a") as fh:
+                fh.write(f"sent {{signal.Signals(sig).name}} {{pgid}} {{'alive' if lifeline.is_alive(pgid) else 'gone'}}\\n")
+            _killpg(pgid, sig)
+        tp.os.killpg = killpg
+        _wait = tp.subprocess.Popen.wait
+        def wait(self, timeout=None):
+            try:
+                return _wait(self, timeout)
+            except tp.subprocess.TimeoutExpired:
+                with open({str(events)!r}, "a") as fh:
+                    fh.write(f"waited {{timeout}} {{self.pid}}\\n")
+                raise
+        tp.subprocess.Popen.wait = wait
+    """
+    parent_py = _parent_script(tmp_path, [sys.executable, str(stubborn)], grace_s=1.0)
+    parent_py.write_text(textwrap.dedent(recorder) + parent_py.read_text())
+    parent = subprocess.Popen([sys.executable, str(parent_py)], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     try:
         child, grandchild = _read_pids(pids, parent)
-        t0 = time.monotonic()
         parent.send_signal(signal.SIGINT)
-        assert _wait_dead([child, grandchild], 30) == []
-        assert 2.0 <= time.monotonic() - t0 < 30  # TERM was ignored: the KILL came after the grace
-        parent.wait(10)
+        assert parent.wait(WAIT_S) != 0  # the interrupt ends the parent, after it stopped the child
+        assert _wait_dead([child, grandchild], WAIT_S) == []
+        got = _events(events)
+        assert got[0] == ["sent", "SIGTERM", str(child), "alive"], got
+        # both got the TERM; the wait for the child's exit ran out the 1 s grace (the handlers may write
+        # before or after that)
+        between = [["got", "TERM", str(child)], ["got", "TERM", str(grandchild)], ["waited", "1.0", str(child)]]
+        assert sorted(got[1:4]) == sorted(between), got
+        assert got[4] == ["sent", "SIGKILL", str(child), "alive"], got  # TERM ignored: the KILL was needed
+        assert got[5:] == [], got  # one TERM, one KILL, nothing more
     finally:
         parent.kill()
         for p in pids.read_text().split() if pids.exists() else []:
