@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,30 +191,33 @@ def test_metric_keys_are_sanitized_for_mlflow() -> None:
     assert [unsanitize(sanitize(k)) for k in keys] == keys
 
 
-def _hold(path: str, seconds: float, ready: object) -> None:
+def _hold(path: str, ready: object, release: object) -> None:
     with file_lock(path, timeout_s=5):
         ready.set()  # type: ignore[attr-defined]
-        time.sleep(seconds)
+        release.wait(300)  # type: ignore[attr-defined]
 
 
 def test_file_lock_times_out_with_a_clear_error(tmp_path: Path) -> None:
+    """The waiter gives up on its own timeout while the holder still holds the lock (the holder lets go
+    only once the test says so): a timeout, not a wait for the release."""
     path = tmp_path / "locks" / "x.lock"
     ctx = mp.get_context("spawn")
-    ready = ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(path), 5.0, ready))
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(path), ready, release))
     holder.start()
     try:
-        assert ready.wait(60)
-        t0 = time.monotonic()
+        assert ready.wait(120)
         with (
             pytest.raises(LockTimeoutError, match=r"could not take the lock .*x\.lock within 0\.3 s"),
             file_lock(path, timeout_s=0.3),
         ):
             pass
-        assert time.monotonic() - t0 < 3
+        assert holder.is_alive() and not release.is_set()  # still held when the waiter gave up
     finally:
-        holder.join(30)
+        release.set()
+        holder.join(120)
         if holder.is_alive():
             holder.kill()
+    assert holder.exitcode == 0
     with file_lock(path, timeout_s=1):  # released when the holder ended
         pass
