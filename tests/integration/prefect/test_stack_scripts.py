@@ -91,9 +91,12 @@ def test_up_refuses_a_taken_port_with_one_clear_line(tmp_path: Path, which: str)
 def test_up_waits_for_the_lock_of_another_up_or_down(tmp_path: Path) -> None:
     # a held lock makes up.sh wait (and then give up with a clear message after LOCK_WAIT_S)
     lock = tmp_path / "stack.lock"
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "300"])
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60  # until the holder has the lock (a loaded machine may take a while)
+        while subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0:
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder never took the lock"
+            time.sleep(0.1)
         out = _script("up.sh", _env(tmp_path, LOCK_WAIT_S="2"))
     finally:
         holder.kill()
