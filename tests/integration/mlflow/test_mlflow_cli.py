@@ -71,6 +71,7 @@ def test_promote_and_champion_commands(mlflow_cfg: PipelineConfig, saved_model_d
     assert f'mlflow.sentence_transformers.load_model("models:/{name}@champion")' in res.output
 
 
+@pytest.mark.mlflow_backends("embedded", "server")  # the server's HTTP 404 becomes the input error
 def test_promote_unknown_run_is_an_input_error(mlflow_cfg: PipelineConfig) -> None:
     res = CliRunner().invoke(app, ["promote", "--run-id", "0" * 32, *_sets(mlflow_cfg)])
     assert res.exit_code == 2

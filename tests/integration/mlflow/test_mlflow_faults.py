@@ -52,6 +52,7 @@ def _register(cfg_data: dict[str, Any], run_id: str, uri: str, barrier: Any, res
     results.put(str(registry.register_version(cfg, run_id, uri).version))
 
 
+@pytest.mark.mlflow_backends("embedded", "server")  # processes at once on one server
 def test_two_processes_registering_one_run_make_one_version(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:
     run_id = make_candidate(mlflow_cfg, metrics(0.5), logged_model_uri)
     ctx = mp.get_context("spawn")
@@ -101,6 +102,7 @@ def _promote_timed(
     results.put((run_id, d.to_dict(), spans))
 
 
+@pytest.mark.mlflow_backends("embedded", "server")  # processes at once on one server
 def test_promotions_from_two_data_dirs_on_one_tracking_uri_exclude_each_other(
     mlflow_cfg: PipelineConfig, logged_model_uri: str, tmp_path: Path
 ) -> None:

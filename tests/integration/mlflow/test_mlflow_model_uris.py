@@ -32,6 +32,7 @@ def _promote_saved_model(cfg: PipelineConfig, saved_model_dir: Path) -> None:
         assert registry.promote(cfg, run_id, uri, metrics(0.5), lambda u: pytest.fail(f"no champion: {u}")).promote
 
 
+@pytest.mark.mlflow_backends("embedded", "server")  # models:/ through the artifact proxy
 def test_champion_uri_evaluates_like_the_saved_model(mlflow_cfg: PipelineConfig, saved_model_dir: Path) -> None:
     _promote_saved_model(mlflow_cfg, saved_model_dir)
     uri = f"models:/{mlflow_cfg.registry.model_name}@champion"
@@ -42,6 +43,7 @@ def test_champion_uri_evaluates_like_the_saved_model(mlflow_cfg: PipelineConfig,
         assert via_registry[key] == pytest.approx(value, abs=1e-6), key
 
 
+@pytest.mark.mlflow_backends("embedded", "server")  # the server's HTTP error becomes the input error
 def test_unknown_alias_is_one_clear_input_error(mlflow_cfg: PipelineConfig, saved_model_dir: Path) -> None:
     _promote_saved_model(mlflow_cfg, saved_model_dir)
     with pytest.raises(InputError, match="cannot load from MLflow"):

@@ -229,6 +229,7 @@ def test_racing_promotions_end_on_the_better_candidate_in_either_order(
     assert "meanwhile" in late.reason
 
 
+@pytest.mark.mlflow_backends("embedded", "server")  # processes at once on one server
 @pytest.mark.parametrize("best_first", [True, False], ids=["best-first", "best-last"])
 def test_concurrent_promotions_end_on_the_best_version(
     mlflow_cfg: PipelineConfig, logged_model_uri: str, best_first: bool
@@ -270,6 +271,7 @@ def test_concurrent_promotions_end_on_the_best_version(
         assert alias_version(mlflow_cfg, "previous-champion") == stale
 
 
+@pytest.mark.mlflow_backends("embedded", "server")  # downloads through the artifact proxy
 def test_champion_loads_from_registry_and_encodes(mlflow_cfg: PipelineConfig, saved_model_dir: Path) -> None:
     import mlflow.sentence_transformers
     from sentence_transformers import SentenceTransformer

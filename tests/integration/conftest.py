@@ -1,20 +1,34 @@
-"""The local stack (infra/up.sh) on free ports with a temporary state and data dir; always torn down.
+"""Real servers for the integration tests, each started once per pytest session and shared.
 
-The ``stack`` fixture is parametrized by database backend: every test runs on ``sqlite``; a test marked
+``stack``: the local stack (infra/up.sh: Prefect server, MLflow server, worker, deployments) on free
+ports with a temporary state and data dir, torn down (infra/down.sh) at the end of the session. It is
+parametrized by database backend: a test runs on ``sqlite``; a test marked
 ``@pytest.mark.backends("sqlite", "postgres")`` runs on a PostgreSQL-backed stack too (``STACK_DB=postgres``;
-skipped, with the reason, where the PostgreSQL binaries or the ``postgres`` user are missing). Tests are
-grouped by backend, so at most one stack runs at a time.
+skipped, with the reason, where the PostgreSQL binaries or the ``postgres`` user are missing, and an
+error under ``REQUIRE_POSTGRES=1``). Tests are grouped by backend, so at most one stack runs at a time.
+
+``mlflow_server``: a bare ``mlflow server`` (sqlite store, artifacts served through the proxy), for tests
+of the server alone (tests/integration/mlflow).
+
+Every test that takes one of them shares it with the rest of the session, so a test isolates itself:
+its own MLflow experiment and registered-model name, its own deployment parameters (a seed of its own
+makes a new training run rather than a cached one), its own data dir under ``tmp_path``; it leaves the
+worker alive (or calls ``stack.ensure_worker()`` first) and cancels the flow runs it leaves running.
+See tests/integration/README.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +40,7 @@ import pytest
 
 from tests.conftest import free_ports
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 RETRY_STATUS = {429, 502, 503}
 # the prefect CLI of the interpreter running the tests (whatever venv that is)
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -190,3 +204,76 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         if pg_dir is not None:
             assert not (pg_dir / "data" / "postmaster.pid").exists(), f"postgres left running:\n{down.stderr}"
             shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+SERVER_START_TIMEOUT_S = 180.0
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _mlflow_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("mlflow")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mlflow"]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("mlflow-server")
+    (port,) = free_ports(1)
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        *_mlflow_cmd(),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'server.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no GenAI job runner/huey workers
+    log_path = root / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _healthy(url):
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"mlflow server exited with {proc.returncode} before /health answered:\n{tail}")
+            if time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"mlflow server not healthy within {SERVER_START_TIMEOUT_S:.0f} s:\n{tail}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """TERM the server's own process group (it was started in a new session), then KILL if needed."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+    else:  # the leader is gone; make sure no worker of its group survives
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
