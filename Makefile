@@ -39,8 +39,9 @@ pipeline: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Unit and data tests, without the ones that train a model (slow) or start servers (integration).
 test-fast: install
-	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/data -m "not integration and not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
