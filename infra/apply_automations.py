@@ -2,6 +2,7 @@
 
 Idempotent: an automation with the same name is replaced in place, duplicates of it are deleted.
 Usage: python infra/apply_automations.py [FILE.yaml ...]   (default: every file in infra/automations/)
+       python infra/apply_automations.py --name-deployment-limits   (after `prefect deploy`)
 """
 
 from __future__ import annotations
@@ -38,26 +39,58 @@ def apply(api: str, spec: dict[str, Any]) -> str:
     return "updated"
 
 
+def limit_name(flow: str, deployment: dict[str, Any]) -> str:
+    """``train-and-evaluate nightly: 1 run at a time, CANCEL_NEW`` (a limit name may not hold ``/``)."""
+    gcl = deployment["global_concurrency_limit"]
+    strategy = (deployment.get("concurrency_options") or {}).get("collision_strategy") or "ENQUEUE"
+    runs = "1 run" if gcl["limit"] == 1 else f"{gcl['limit']} runs"
+    return f"{flow} {deployment['name']}: {runs} at a time, {strategy}"
+
+
+def name_deployment_limits(api: str) -> list[str]:
+    """Give each deployment's concurrency limit (``deployment:<uuid>`` on the Concurrency page) a readable
+    name; the deployment refers to it by id, so renaming changes nothing else."""
+    lines = []
+    for dep in _call(api, "POST", "/deployments/filter", {"limit": 200}):
+        gcl = dep.get("global_concurrency_limit")
+        if not gcl:
+            continue
+        name = limit_name(_call(api, "GET", f"/flows/{dep['flow_id']}")["name"], dep)
+        if gcl["name"] != name:
+            _call(api, "PATCH", f"/v2/concurrency_limits/{gcl['id']}", {"name": name})
+            lines.append(f"concurrency limit of deployment {dep['name']} named {name!r}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
     if not api:
         print("error: PREFECT_API_URL is not set", file=sys.stderr)
         return 1
+    if argv == ["--name-deployment-limits"]:
+        try:
+            lines = name_deployment_limits(api)
+        except (urllib.error.HTTPError, OSError) as e:
+            print(f"error: naming the deployments' concurrency limits: {e}", file=sys.stderr)
+            return 1
+        if lines:
+            print("\n".join(lines))
+        return 0
     files = [Path(a) for a in argv] or sorted((HERE / "automations").glob("*.yaml"))
     for f in files:
         spec = yaml.safe_load(f.read_text())
         try:
-            outcome = apply(api, spec)
+            lines = [f"automation {spec['name']} {apply(api, spec)}"]
         except urllib.error.HTTPError as e:
             print(
-                f"error: automation {spec.get('name')!r} from {f}: HTTP {e.code}: {e.read().decode()[:500]}",
+                f"error: automation {spec.get('name', f.name)!r} from {f}: HTTP {e.code}: {e.read().decode()[:500]}",
                 file=sys.stderr,
             )
             return 1
-        except OSError as e:
-            print(f"error: automation {spec.get('name')!r} from {f}: {e}", file=sys.stderr)
+        except Exception as e:  # OSError, a block the API refuses: one line, never the values
+            print(f"error: automation {spec.get('name', f.name)!r} from {f}: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
-        print(f"automation {spec['name']} {outcome}")
+        print("\n".join(lines))
     return 0
 
 

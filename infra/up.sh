@@ -137,6 +137,7 @@ if ((DEPLOY)); then
   (cd "$ROOT" && "${BIN}prefect" --no-prompt deploy --all) >>"$(logfile deploy)" 2>&1 \
     || { tail -n 30 "$(logfile deploy)" >&2; die "prefect deploy --all failed (log: $(logfile deploy))"; }
   log "deployed: $(cd "$ROOT" && "${BIN}prefect" deployment ls 2>/dev/null | grep -o 'train-and-evaluate/[a-z-]*' | sort -u | tr '\n' ' ')"
+  "${BIN}python" "$ROOT/infra/apply_automations.py" --name-deployment-limits | while read -r line; do log "$line"; done
 fi
 
 log "up ($STACK_DB). Prefect UI: http://127.0.0.1:${PREFECT_PORT}   MLflow UI: http://127.0.0.1:${MLFLOW_PORT}"
