@@ -238,8 +238,8 @@ class PromotionFailed(RuntimeError):
 
 
 def _finish(cfg: PipelineConfig, report: dict[str, Any]) -> State[dict[str, Any]]:
-    """Publish the report (artifact keyed per deployment) and end in a Completed state named after the
-    outcome whose message is the decision line."""
+    """Publish the report (artifact keyed per deployment), emit the outcome's events, and end in a
+    Completed state named after the outcome whose message is the decision line."""
     logger = get_run_logger()
     deployment = runtime.deployment.name
     line = rpt.decision_line(report)
@@ -252,6 +252,8 @@ def _finish(cfg: PipelineConfig, report: dict[str, Any]) -> State[dict[str, Any]
     logger.info("decision (eval split): %s", line)
     if report.get("mlflow_url"):
         logger.info("MLflow run: %s", report["mlflow_url"])
+    age = out.champion_age_days(cfg) if kind != "promoted" else None
+    out.emit(out.events(cfg, report, deployment, age))
     return Completed(message=line, name=out.STATE_NAMES[kind], data=report)
 
 

@@ -1,6 +1,8 @@
 """Create or update (by name) the Prefect automations in infra/automations/*.yaml on the API at PREFECT_API_URL.
 
 Idempotent: an automation with the same name is replaced in place, duplicates of it are deleted.
+A file holds one automation, or ``automations:`` (a list) with ``notify:``, the notification blocks their
+``send-notification`` actions go to (saved here from environment variables; see alerts.yaml).
 Usage: python infra/apply_automations.py [FILE.yaml ...]   (default: every file in infra/automations/)
        python infra/apply_automations.py --name-deployment-limits   (after `prefect deploy`)
 """
@@ -37,6 +39,62 @@ def apply(api: str, spec: dict[str, Any]) -> str:
     for dup in existing[1:]:
         _call(api, "DELETE", f"/automations/{dup['id']}")
     return "updated"
+
+
+def remove(api: str, name: str) -> bool:
+    """Delete the automations called ``name``; True if there were any."""
+    existing = [a for a in _call(api, "POST", "/automations/filter", {"limit": 200}) if a["name"] == name]
+    for a in existing:
+        _call(api, "DELETE", f"/automations/{a['id']}")
+    return bool(existing)
+
+
+def save_block(target: dict[str, Any]) -> str | None:
+    """Save one ``notify`` entry as a Prefect notification block; its id, or None when its variables are unset.
+
+    ``env`` maps a field to the variable holding its value: a field of the block type, else a secret of
+    a custom webhook (used as ``{{name}}`` in its templates). Values are never printed."""
+    import prefect.blocks.notifications  # noqa: F401  (registers the notification block types)
+    from prefect.blocks.core import Block
+
+    values = {field: os.environ.get(var, "") for field, var in (target.get("env") or {}).items()}
+    if not all(values.values()):
+        return None
+    cls = Block.get_block_class_from_key(target["type"])
+    fields = dict(target.get("fields") or {})
+    secrets = {k: v for k, v in values.items() if k not in cls.model_fields}
+    fields.update({k: v for k, v in values.items() if k in cls.model_fields})
+    if secrets:
+        fields["secrets"] = secrets
+    block = cls(**fields)
+    block.save(target["name"], overwrite=True)
+    return str(block._block_document_id)
+
+
+def apply_file(api: str, spec: dict[str, Any], source: Path) -> list[str]:
+    """Apply every automation of one file; the lines to print."""
+    if "automations" not in spec:
+        return [f"automation {spec['name']} {apply(api, spec)}"]
+    targets = spec.get("notify") or []
+    blocks = [b for b in (save_block(t) for t in targets) if b]
+    lines = []
+    for auto in spec["automations"]:
+        actions = []
+        for action in auto["actions"]:
+            if action.get("type") == "send-notification" and "block_document_id" not in action:
+                actions += [{**action, "block_document_id": b} for b in blocks]
+            else:
+                actions.append(action)
+        if not actions:
+            lines.append(f"automation {auto['name']} {'removed' if remove(api, auto['name']) else 'not applied'}")
+            continue
+        lines.append(f"automation {auto['name']} {apply(api, {**auto, 'actions': actions})}")
+    if not blocks:
+        needed = sorted({v for t in targets for v in (t.get("env") or {}).values()})
+        lines.append(
+            f"alerts: none sent: {' / '.join(needed) or 'no target'} not set ({source.name} names the targets)"
+        )
+    return lines
 
 
 def limit_name(flow: str, deployment: dict[str, Any]) -> str:
@@ -80,7 +138,7 @@ def main(argv: list[str]) -> int:
     for f in files:
         spec = yaml.safe_load(f.read_text())
         try:
-            lines = [f"automation {spec['name']} {apply(api, spec)}"]
+            lines = apply_file(api, spec, f)
         except urllib.error.HTTPError as e:
             print(
                 f"error: automation {spec.get('name', f.name)!r} from {f}: HTTP {e.code}: {e.read().decode()[:500]}",

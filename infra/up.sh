@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up the local stack: Prefect server, MLflow server (sqlite or PostgreSQL + local artifacts), a
 # process worker (flow runs send heartbeats), the work pool, the promotion lock (global concurrency
-# limit), the automations of infra/automations/ (crashed-run detection) and the deployments of prefect.yaml.
+# limit), the automations of infra/automations/ (crashed-run detection; alerts to $RECIPE_EMBED_WEBHOOK_URL,
+# see infra/automations/alerts.yaml) and the deployments of prefect.yaml.
 # Idempotent and safe to race: one up.sh/down.sh at a time per state dir (flock); what already runs and
 # answers its health check is left alone; a port held by another process is an error.
 #   infra/up.sh [--no-deploy]

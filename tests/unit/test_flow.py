@@ -267,8 +267,12 @@ def test_final_state_is_named_after_the_outcome_with_the_decision_line(prefect_a
         FlowRunFilterId,
     )
 
+    from flows import outcome as out
+
     fake = FakeStages(tmp_path, key="k-state")
     fake.install(monkeypatch)
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(out, "emit", sent.extend)
     state = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path), return_state=True)
     report = state.result()
     line = rpt.decision_line(report)
@@ -286,11 +290,15 @@ def test_final_state_is_named_after_the_outcome_with_the_decision_line(prefect_a
     assert art.description.startswith("Promoted") and line in art.description
     assert "eval split" in art.data
     assert {"evaluate-candidate", "evaluate-base"} <= {tr.name for tr in tasks}
+    assert [e["event"] for e in sent] == ["recipe-embed.candidate.promoted"]
+    assert sent[0]["payload"]["version"] == "2" and "PROMOTED v2 over v1" in sent[0]["payload"]["message"]
 
     fake.skip = "champion v2 was trained on the same inputs"
+    sent.clear()
     state = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path), return_state=True)
     stored = _flow_run(state.state_details.flow_run_id).state
     assert (stored.name, stored.message) == ("Skipped", "SKIPPED training: champion v2 was trained on the same inputs")
+    assert sent and sent[0]["event"] == "recipe-embed.candidate.skipped"
 
 
 def test_a_failing_promotion_fails_the_run_with_the_reason(prefect_api, tmp_path, monkeypatch) -> None:
