@@ -11,14 +11,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import FlowRun
 from prefect.flows import Flow
-from prefect.states import State
+from prefect.states import Completed, State
 
+from flows import outcome as out
 from pipelines import report as rpt
 from pipelines import stages
 from pipelines.config import (
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     ProfileChoice = str
 else:  # built from the one list of names: the Prefect UI shows it as a dropdown, the API enforces it
     ProfileChoice = Literal[PROFILE_CHOICES]
-REPORT_KEY = "train-and-evaluate-report"
+REPORT_KEY = out.report_key(None)
+"""The report's artifact key of a run outside a deployment; a deployment's runs use ``out.report_key(name)``."""
 RUN_ID_LABEL = "mlflow.run_id"
 
 _RUN_IDS: dict[str, str] = {}
@@ -156,7 +158,7 @@ def train_and_evaluate(
     profile: ProfileChoice = AUTO,
     overrides: dict[str, Any] | None = None,
     run_name: str | None = None,
-) -> dict[str, Any]:
+) -> Any:
     """Train a candidate recipe embedder and promote it when it beats the champion.
 
     Args:
@@ -196,16 +198,26 @@ def train_and_evaluate(
         report["skipped"] = reason
     else:
         model_root = t.train(cfg, data_dir, str(stages.default_model_root(cfg)))
-        candidate = t.evaluate(cfg, model_root, data_dir, str(Path(model_root) / "eval_metrics.json"))
+        candidate = t.evaluate(cfg, model_root, data_dir, str(Path(model_root) / "eval_metrics.json"), role="candidate")
         base = (
-            t.evaluate(cfg, cfg.model.base_model, data_dir, str(Path(model_root) / "base_metrics.json"))
+            t.evaluate(cfg, cfg.model.base_model, data_dir, str(Path(model_root) / "base_metrics.json"), role="base")
             if cfg.evaluation.evaluate_base
             else None
         )
         model_uri = t.log_to_mlflow(cfg, run_id, data_dir, model_root, candidate, base)
-        decision = t.promote(
-            cfg, run_id, model_uri, data_dir, candidate, lock=t.promotion_lock(cfg), base=base, model_root=model_root
-        )
+        try:
+            decision = t.promote(
+                cfg,
+                run_id,
+                model_uri,
+                data_dir,
+                candidate,
+                lock=t.promotion_lock(cfg),
+                base=base,
+                model_root=model_root,
+            )
+        except Exception as exc:  # the run ends Failed with this line as its state message
+            raise PromotionFailed(f"promotion failed: {type(exc).__name__}: {exc}") from exc
         report.update(model_root=model_root, model_uri=model_uri, decision=decision)
         report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
 
@@ -218,11 +230,31 @@ def train_and_evaluate(
     except Exception as exc:  # a missing link must not fail a finished run
         logger.warning("no MLflow link: %s", exc)
         report["mlflow_url"] = None
+    return _finish(cfg, report)
+
+
+class PromotionFailed(RuntimeError):
+    """The promote task failed (after its retries): the run is Failed, not Completed."""
+
+
+def _finish(cfg: PipelineConfig, report: dict[str, Any]) -> State[dict[str, Any]]:
+    """Publish the report (artifact keyed per deployment), emit the outcome's events, and end in a
+    Completed state named after the outcome whose message is the decision line."""
+    logger = get_run_logger()
+    deployment = runtime.deployment.name
+    line = rpt.decision_line(report)
+    kind = out.outcome(report)
     create_markdown_artifact(
-        markdown=rpt.to_markdown(report), key=REPORT_KEY, description="Per-dimension metrics and decision"
+        markdown=rpt.to_markdown(report),
+        key=out.report_key(deployment),
+        description=f"{out.STATE_NAMES[kind]} ({runtime.flow_run.name}): {line}",
     )
-    logger.info("%s", rpt.decision_line(report))
-    return report
+    logger.info("decision (eval split): %s", line)
+    if report.get("mlflow_url"):
+        logger.info("MLflow run: %s", report["mlflow_url"])
+    age = out.champion_age_days(cfg) if kind != "promoted" else None
+    out.emit(out.events(cfg, report, deployment, age))
+    return Completed(message=line, name=out.STATE_NAMES[kind], data=report)
 
 
 # --- local entry point -------------------------------------------------------------------------------
@@ -277,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         with temporary_settings(
             updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup, PREFECT_SERVER_ANALYTICS_ENABLED: False}
         ):
-            result = train_and_evaluate(profile=profile, overrides=overrides or None, run_name=args.run_name)
+            # the flow ends in a named Completed state; calling it returns that state's data, the report
+            result: dict[str, Any] = cast(
+                "dict[str, Any]",
+                train_and_evaluate(profile=profile, overrides=overrides or None, run_name=args.run_name),
+            )
     except Exception as exc:
         print(f"train-and-evaluate: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up the local stack: Prefect server, MLflow server (sqlite or PostgreSQL + local artifacts), a
 # process worker (flow runs send heartbeats), the work pool, the promotion lock (global concurrency
-# limit), the automations of infra/automations/ (crashed-run detection) and the deployments of prefect.yaml.
+# limit), the automations of infra/automations/ (crashed-run detection; alerts to $RECIPE_EMBED_WEBHOOK_URL,
+# see infra/automations/alerts.yaml) and the deployments of prefect.yaml.
 # Idempotent and safe to race: one up.sh/down.sh at a time per state dir (flock); what already runs and
 # answers its health check is left alone; a port held by another process is an error.
 #   infra/up.sh [--no-deploy]
@@ -137,6 +138,7 @@ if ((DEPLOY)); then
   (cd "$ROOT" && "${BIN}prefect" --no-prompt deploy --all) >>"$(logfile deploy)" 2>&1 \
     || { tail -n 30 "$(logfile deploy)" >&2; die "prefect deploy --all failed (log: $(logfile deploy))"; }
   log "deployed: $(cd "$ROOT" && "${BIN}prefect" deployment ls 2>/dev/null | grep -o 'train-and-evaluate/[a-z-]*' | sort -u | tr '\n' ' ')"
+  "${BIN}python" "$ROOT/infra/apply_automations.py" --name-deployment-limits | while read -r line; do log "$line"; done
 fi
 
 log "up ($STACK_DB). Prefect UI: http://127.0.0.1:${PREFECT_PORT}   MLflow UI: http://127.0.0.1:${MLFLOW_PORT}"

@@ -210,6 +210,14 @@ class RegistryConfig(_Frozen):
     lock_timeout_s: float = Field(300, gt=0)
 
 
+class NotifyConfig(_Frozen):
+    stale_after_days: float = Field(
+        7,
+        gt=0,
+        description="Alert (recipe-embed.champion.stale) when the champion is older than this and not replaced.",
+    )
+
+
 class PipelineConfig(_Frozen):
     profile: str = "default"
     paths: PathsConfig = PathsConfig()
@@ -221,6 +229,7 @@ class PipelineConfig(_Frozen):
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:

@@ -159,7 +159,7 @@ def _md_group_table(rows: list[dict[str, Any]], label: str) -> list[str]:
         return []
     out = [
         "",
-        f"{PRIMARY} per {label}:",
+        f"eval {PRIMARY} per {label}:",
         "",
         f"| {label} | dim | candidate | champion | base |",
         "|---|---:|---:|---:|---:|",
@@ -180,6 +180,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"**Decision:** {decision_line(report)}",
         "",
+        "Every figure below is measured on the eval split (held-out queries); the decision compares "
+        "candidate and champion there.",
+        "",
     ]
     note = saturation_note(report.get("decision"))
     if note:
@@ -190,7 +193,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     lines.append(f"**MLflow run:** [{run_id}]({url})" if url else f"**MLflow run:** `{run_id}` (`{ui_hint(report)}`)")
     lines.append("")
     if rows:
-        lines += ["| dim | metric | candidate | champion | base |", "|---:|---|---:|---:|---:|"]
+        lines += ["| dim | metric (eval split) | candidate | champion | base |", "|---:|---|---:|---:|---:|"]
         lines += [
             f"| {r['dim']} | {r['metric']} | {_fmt(r['candidate'])} | {_fmt(r['champion'])} | {_fmt(r['base'])} |"
             for r in rows
@@ -202,7 +205,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     if deltas:
         lines += [
             "",
-            "map@100 deltas vs champion: " + ", ".join(f"dim {k} {v:+.4f}" for k, v in _sorted_deltas(deltas)),
+            "eval map@100 deltas vs champion: " + ", ".join(f"dim {k} {v:+.4f}" for k, v in _sorted_deltas(deltas)),
         ]
     return "\n".join(lines) + "\n"
 
@@ -225,8 +228,8 @@ def to_text(report: Mapping[str, Any]) -> str:
     metrics = report.get("metrics", {}) or {}
     dims = report.get("dims", ())
     rows = metric_rows(metrics, dims)
-    out = _text_table(rows, ("dim", 4, ">"), ("metric", 8, "<"))
-    out += _text_table(group_rows(metrics, dims, "slice"), ("group", 16, "<"), ("dim", 4, ">"), f"   ({PRIMARY})")
+    out = _text_table(rows, ("dim", 4, ">"), ("metric", 8, "<"), "   (eval split)")
+    out += _text_table(group_rows(metrics, dims, "slice"), ("group", 16, "<"), ("dim", 4, ">"), f"   (eval {PRIMARY})")
     out.append(f"synthesis: {report.get('synthesis')} ({report.get('data_dir')})")
     note = saturation_note(report.get("decision"))
     if note:

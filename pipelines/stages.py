@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -323,15 +324,18 @@ def promote_stage(
     lock: Lock | None = None,
     base: dict[str, float] | None = None,
     model_root: str | None = None,
+    score: Callable[[str], Scores] | None = None,
 ) -> dict[str, Any]:
-    """Champion/challenger under a lock; then the report artifacts (plot, metrics, model card)."""
+    """Champion/challenger under a lock; then the report artifacts (plot, metrics, model card).
+
+    ``score(uri)``: how a model is scored on the eval split (default :func:`score_stage`)."""
     from pipelines import registry, tracking
     from pipelines.datasets import read_manifest
 
     tracking.connect(cfg)
 
     def evaluate(uri: str) -> Scores:
-        return score_stage(cfg, uri, data_dir)
+        return score(uri) if score is not None else score_stage(cfg, uri, data_dir)
 
     decision = registry.promote(
         cfg, run_id, model_uri, candidate_scores(candidate, model_root), evaluate=evaluate, lock=lock
@@ -364,7 +368,10 @@ def end_run_stage(run_id: str, status: str = "FINISHED") -> None:
 
 
 def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
-    """A browser link to the run when the tracking URI is an HTTP server, else None."""
+    """A browser link to the run when the tracking URI is an HTTP server, else None.
+
+    The link starts with ``$MLFLOW_UI_URL`` when set (the address people open, e.g. behind a proxy),
+    else with the tracking URI itself."""
     from mlflow.tracking import MlflowClient
 
     from pipelines import tracking
@@ -373,7 +380,8 @@ def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
     if not tracking.is_remote(uri):
         return None
     exp_id = MlflowClient(uri).get_run(run_id).info.experiment_id
-    return f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+    base = os.environ.get("MLFLOW_UI_URL") or uri
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
 
 
 # --- the whole pipeline without Prefect ---------------------------------------------------------

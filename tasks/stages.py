@@ -12,6 +12,7 @@ Policy per task:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,16 @@ def retry_unless_out_of_memory(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
+def _logger() -> Any:
+    """The task run's logger; the module's outside a run (a task's ``.fn`` called directly)."""
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 # --- tasks -----------------------------------------------------------------------------------------
 
 
@@ -89,7 +100,9 @@ def synthesize(cfg: PipelineConfig) -> str:
     retry_delay_seconds=MLFLOW_RETRY_DELAYS,
 )
 def start_run(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str | None = None) -> str:
-    return stages.start_run_stage(cfg, run_name=run_name, flow_run_id=flow_run_id)
+    run_id = stages.start_run_stage(cfg, run_name=run_name, flow_run_id=flow_run_id)
+    _logger().info("started MLflow run %s (experiment %s)", run_id, cfg.tracking.experiment)
+    return run_id
 
 
 def prefect_flow_run_state(flow_run_id: str) -> str | None:
@@ -140,7 +153,9 @@ def reconcile(cfg: PipelineConfig) -> list[dict[str, str]]:
     retry_delay_seconds=MLFLOW_RETRY_DELAYS,
 )
 def skip_check(cfg: PipelineConfig) -> str | None:
-    return stages.should_skip_training(cfg)
+    reason = stages.should_skip_training(cfg)
+    _logger().info("%s", f"skip training: {reason}" if reason else "train: no run has these inputs yet")
+    return reason
 
 
 @task(
@@ -152,6 +167,7 @@ def skip_check(cfg: PipelineConfig) -> str | None:
 )
 def mark_skipped(cfg: PipelineConfig, run_id: str, reason: str) -> None:
     stages.mark_skipped_stage(cfg, run_id, reason)
+    _logger().info("marked MLflow run %s skipped", run_id)
 
 
 @task(
@@ -165,16 +181,43 @@ def train(cfg: PipelineConfig, data_dir: str, out_dir: str) -> str:
     return train_in_subprocess(cfg, data_dir, out_dir, timeout_s=TRAIN_TIMEOUT_S, logger=get_run_logger())
 
 
-@task(
+def scores_text(cfg: PipelineConfig, metrics: dict[str, float] | None) -> str:
+    """``eval map@100 at 384 0.8801, 256 0.8712, ...`` (the split named, every dim that was scored)."""
+    from pipelines.metrics import PRIMARY, lookup
+
+    found = [(d, lookup(metrics, d, PRIMARY)) for d in cfg.evaluation.dims]
+    shown = ", ".join(f"{d} {v:.4f}" for d, v in found if v is not None)
+    return f"eval {PRIMARY} at {shown}" if shown else f"no eval {PRIMARY}"
+
+
+evaluation_task = task(
     name="evaluate",
+    task_run_name="evaluate-{role}",
     cache_policy=NONE,
     retries=1,
     retry_delay_seconds=5,
     retry_condition_fn=retry_unless_out_of_memory,
     timeout_seconds=3600,
 )
-def evaluate(cfg: PipelineConfig, model: str, data_dir: str, out_json: str) -> dict[str, float]:
-    return stages.evaluate_stage(cfg, model, data_dir, out_json)
+"""The options of both evaluation tasks; each run is named after its ``role`` (candidate, base, champion)."""
+
+
+@evaluation_task
+def evaluate(
+    cfg: PipelineConfig, model: str, data_dir: str, out_json: str, role: str = "candidate"
+) -> dict[str, float]:
+    """Score ``model`` on the eval split; ``role`` (candidate, base) names the task run."""
+    metrics = stages.evaluate_stage(cfg, model, data_dir, out_json)
+    _logger().info("%s %s: %s (written to %s)", role, model, scores_text(cfg, metrics), out_json)
+    return metrics
+
+
+@evaluation_task
+def score(cfg: PipelineConfig, model: str, data_dir: str, role: str = "champion") -> Any:
+    """Score ``model`` on the eval split with per-query values (for the paired comparison)."""
+    scores = stages.score_stage(cfg, model, data_dir)
+    _logger().info("%s %s: %s", role, model, scores_text(cfg, scores.metrics))
+    return scores
 
 
 @task(
@@ -193,7 +236,14 @@ def log_to_mlflow(
     base: dict[str, float] | None,
 ) -> str:
     """Dataset inputs, training history, candidate and base metrics, then the model; returns the model URI."""
-    return stages.log_stage(cfg, run_id, data_dir, model_root, candidate, base)
+    model_uri = stages.log_stage(cfg, run_id, data_dir, model_root, candidate, base)
+    _logger().info(
+        "logged to MLflow run %s: dataset, training history, candidate%s metrics, model %s",
+        run_id,
+        " and base" if base else "",
+        model_uri,
+    )
+    return model_uri
 
 
 @task(
@@ -213,9 +263,21 @@ def promote(
     base: dict[str, float] | None = None,
     model_root: str | None = None,
 ) -> dict[str, Any]:
-    return stages.promote_stage(
-        cfg, run_id, model_uri, data_dir, candidate, lock=lock, base=base, model_root=model_root
+    """Register the candidate, score the champion (task ``evaluate-champion``) and decide."""
+
+    def score_model(uri: str) -> Any:
+        return score(cfg, uri, data_dir, role="champion" if uri != model_uri else "candidate")
+
+    decision = stages.promote_stage(
+        cfg, run_id, model_uri, data_dir, candidate, lock=lock, base=base, model_root=model_root, score=score_model
     )
+    _logger().info(
+        "registered %s version %s; decision (eval split): %s",
+        cfg.registry.model_name,
+        decision.get("candidate_version"),
+        decision.get("line"),
+    )
+    return decision
 
 
 @task(
@@ -227,3 +289,4 @@ def promote(
 )
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     stages.end_run_stage(run_id, status)
+    _logger().info("ended MLflow run %s as %s", run_id, status)

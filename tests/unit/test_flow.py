@@ -95,7 +95,7 @@ class FakeStages:
         self.calls.append(f"evaluate:{'base' if model == cfg.model.base_model else 'candidate'}")
         return _metrics(0.30 if model == cfg.model.base_model else 0.60)
 
-    def promote(self, cfg, run_id, model_uri, data_dir, candidate, lock=None, base=None, model_root=None):
+    def promote(self, cfg, run_id, model_uri, data_dir, candidate, lock=None, base=None, model_root=None, score=None):
         assert lock is not None
         with lock():
             self.lock_held = True
@@ -249,3 +249,69 @@ def test_text_report_shows_table_decision_and_mlflow_hint() -> None:
     assert "0.6384" in text and "0.3384" in text and "–" in text
     assert "KEPT champion (version 3): no gain" in text
     assert "mlflow ui --backend-store-uri sqlite:////srv/recipes/mlflow.db" in text
+
+
+def _flow_run(flow_run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def test_final_state_is_named_after_the_outcome_with_the_decision_line(prefect_api, tmp_path, monkeypatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    from flows import outcome as out
+
+    fake = FakeStages(tmp_path, key="k-state")
+    fake.install(monkeypatch)
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(out, "emit", sent.extend)
+    state = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path), return_state=True)
+    report = state.result()
+    line = rpt.decision_line(report)
+    assert line.startswith("PROMOTED (version 2 over 1)")
+    stored = _flow_run(state.state_details.flow_run_id).state
+    assert (stored.type.value, stored.name, stored.message) == ("COMPLETED", "Promoted", line)
+
+    with get_client(sync_client=True) as client:
+        flow_run_id = state.state_details.flow_run_id
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    (art,) = [a for a in arts if a.key == "train-and-evaluate-local-report"]
+    assert art.description.startswith("Promoted") and line in art.description
+    assert "eval split" in art.data
+    assert {"evaluate-candidate", "evaluate-base"} <= {tr.name for tr in tasks}
+    assert [e["event"] for e in sent] == ["recipe-embed.candidate.promoted"]
+    assert sent[0]["payload"]["version"] == "2" and "PROMOTED v2 over v1" in sent[0]["payload"]["message"]
+
+    fake.skip = "champion v2 was trained on the same inputs"
+    sent.clear()
+    state = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path), return_state=True)
+    stored = _flow_run(state.state_details.flow_run_id).state
+    assert (stored.name, stored.message) == ("Skipped", "SKIPPED training: champion v2 was trained on the same inputs")
+    assert sent and sent[0]["event"] == "recipe-embed.candidate.skipped"
+
+
+def test_a_failing_promotion_fails_the_run_with_the_reason(prefect_api, tmp_path, monkeypatch) -> None:
+    fake = FakeStages(tmp_path, key="k-promo-fail")
+    fake.install(monkeypatch)
+
+    def broken(*_a: Any, **_k: Any) -> dict[str, Any]:
+        raise ConnectionError("registry unreachable")
+
+    monkeypatch.setattr(stages, "promote_stage", broken)
+    monkeypatch.setattr(t.promote, "retries", 0)
+    state = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path), return_state=True)
+    stored = _flow_run(state.state_details.flow_run_id).state
+    assert stored.type.value == "FAILED"
+    assert "promotion failed: ConnectionError: registry unreachable" in (stored.message or "")
+    assert fake.ended == [("run-123", "FAILED")]

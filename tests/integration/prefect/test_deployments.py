@@ -119,6 +119,16 @@ def _flow_run_pids(flow_run_id: str) -> list[int]:
     return pids
 
 
+def kill_host(stack, flow_run_id: str) -> None:
+    """A host crash: SIGKILL the worker and every process of the flow run (and its training child)."""
+    pids = _flow_run_pids(flow_run_id)
+    assert pids, "no process of the flow run found"
+    os.kill(stack.pid("worker"), signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_deployments_show_schedule_and_concurrency(stack) -> None:
     out = stack.prefect("deployment", "inspect", "train-and-evaluate/nightly", timeout=120)
     assert out.returncode == 0, out.stderr
@@ -210,12 +220,7 @@ def test_killed_worker_and_flow_run_process_end_crashed_and_free_the_nightly_slo
     fr = stack.run_deployment("train-and-evaluate/nightly", params)
     stack.wait_label(fr, "mlflow.run_id", 600)
     assert stack.flow_run(fr)["state"]["type"] == "RUNNING"
-    pids = _flow_run_pids(fr)
-    assert pids, "no process of the flow run found"
-    os.kill(stack.pid("worker"), signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    kill_host(stack, fr)
     done = stack.wait_state(fr, ENDED, 180)
     assert done["state"]["type"] == "CRASHED", done["state"]
     assert "heartbeat" in (done["state"].get("message") or ""), done["state"]
