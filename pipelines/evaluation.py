@@ -60,8 +60,9 @@ def build_ir_data(
 
     One query per row (the ``anchor``). The corpus holds each distinct ``positive`` text once, so
     two rows with the same answer do not compete with each other; every query's relevant set holds
-    every corpus id whose text equals its positive. Ids are zero-padded so that their string order
-    (the library's tie-break) is their insertion order.
+    every corpus id whose text equals its positive, and, with an optional ``relevant`` column (a list
+    of texts per row, each one of the positives), every corpus id of those texts too. Ids are
+    zero-padded so that their string order (the library's tie-break) is their insertion order.
     """
     missing = [c for c in ("anchor", "positive") if c not in pairs.columns]
     if missing:
@@ -87,10 +88,16 @@ def build_ir_data(
         text_to_cids.setdefault(text, set()).add(cid)
     queries: dict[str, str] = {}
     relevant: dict[str, set[str]] = {}
-    for i, (anchor, positive) in enumerate(zip(anchors, positives, strict=True)):
+    extra = pairs["relevant"].tolist() if "relevant" in pairs.columns else [None] * len(anchors)
+    for i, (anchor, positive, more) in enumerate(zip(anchors, positives, extra, strict=True)):
         qid = f"q{i:0{qw}d}"
         queries[qid] = anchor
         relevant[qid] = set(text_to_cids[positive])
+        if isinstance(more, list | tuple | np.ndarray):
+            for text in more:
+                if text not in text_to_cids:
+                    raise InputError(f"pairs: row {i}: a relevant text is not the positive of any row")
+                relevant[qid] |= text_to_cids[text]
     return queries, corpus, relevant
 
 
