@@ -3,8 +3,9 @@
 ``DIR/train.parquet``, ``DIR/validation.parquet``, ``DIR/eval.parquet`` hold accepted pairs
 (``anchor, positive, intent, group_id``); synthesized train and validation files add a mined hard
 ``negative`` (column order ``anchor, positive, negative``, see :mod:`pipelines.negatives`) and
-``eval.parquet`` adds ``slice`` (``seen_wording``, ``unseen_wording``, ``recipe_card``; a user's
-file: its own ``slice`` column, else ``unspecified``); ``DIR/rejects.parquet`` every rejected row with its
+``eval.parquet`` adds ``slice`` (``seen_wording``, ``unseen_wording``, ``recipe_card``, ``human``,
+``unseen_ingredient``; a user's file: its own ``slice`` column, else ``unspecified``) and, synthesized,
+``relevant`` (every recipe card correct for a recipe-card question); ``DIR/rejects.parquet`` every rejected row with its
 ``split``, its input ``row`` and one ``reason``; ``DIR/manifest.json`` the counts, the sha256 of
 each file, the seed, the catalog digest and the resolved config. Every file, the manifest included,
 is first written under a temp name; only when all are written (so a full disk or a kill changes

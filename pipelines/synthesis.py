@@ -30,7 +30,16 @@ by an alternate name with probability ``alias_probability``; answers keep the ca
 Held out: per intent, ``heldout_fraction`` of the wordings (a fixed choice by text hash) and of the
 alternate names are never used in train or validation. Eval rows carry a ``slice``:
 ``seen_wording`` (training wordings and names, new subjects), ``unseen_wording`` (held-out wordings,
-and held-out names where the subject has one) and ``recipe_card`` (the recipe-card intent).
+and held-out names where the subject has one), ``recipe_card`` (the recipe-card intent),
+``unseen_ingredient`` (recipe-card questions naming an ingredient, chosen by ``unseen_ingredient_fraction``,
+by an alternate name; every alternate name of those ingredients is eval-only) and ``human`` (the
+hand-written questions of ``pipelines/data/human_questions.jsonl``, judged against the catalog). The last
+two are written in full, beside the ``n_eval`` targeted pairs; their answers are recipe cards, and the
+card of every correct recipe joins the eval corpus (see :func:`relevant_cards`).
+
+Names run both ways (all train/validation only): ``answer_alias_probability`` renames ingredients in
+answers too, ``name_variants`` adds plural/singular and short forms as alternate names, and
+``alias_pairs`` adds alias-definition pairs (``aubergine`` -> ``eggplant``) as a share of ``n_train``.
 
 Sizes: ``n_train`` pairs (train + the validation slice) and ``n_eval`` pairs, mixed by
 ``intent_weights`` (largest-remainder rounding). ``synthesize(..., margin=...)`` writes a few extra
@@ -673,8 +682,9 @@ def _pair_universe(idx: _Index, rng: np.random.Generator, need: int) -> list[tup
 # --- synthesis ------------------------------------------------------------------------------------
 
 COLUMNS = ["anchor", "positive", "intent", "group_id", "split", "slice"]
-ANSWER_COLUMNS = ["answer_recipes", "correct_recipes"]
-"""Working columns (not written): recipes each answer names, and recipes that correctly answer each question."""
+ANSWER_COLUMNS = ["answer_recipes", "correct_recipes", "correct_cards"]
+"""Working columns (not written): recipes each answer names, recipes that correctly answer each question,
+and (extra eval slices) the recipe card of every correct recipe."""
 
 
 def synthesize(
@@ -815,7 +825,7 @@ def _rows(
         shown = subject[::-1] if swap[g] else subject
         question = question_for(idx, intent, shown, pool[t], say, needs.get(g))
         text, group_id, named, correct = known[g]
-        out.append((question, text, group_id, slice_name, named, correct))
+        out.append((question, text, group_id, slice_name, named, correct, ()))
     return out
 
 
@@ -836,7 +846,7 @@ def _rename_answer(text: str, ingredients: Iterable[str], idx: _Index, say: _Say
         if names is None or not names.seen or say.uniform() >= 0.5:
             continue
         alt = say.pick(names.seen)
-        text = re.sub(rf"(?<![\w'-]){re.escape(ing)}(?![\w'-])", lambda _m, alt=alt: alt, text)
+        text = re.sub(rf"(?<![\w'-]){re.escape(ing)}(?![\w'-])", alt.replace("\\", "\\\\"), text)
     return text
 
 
@@ -855,7 +865,7 @@ def _alias_rows(idx: _Index, cfg: SynthesisConfig, rng: np.random.Generator) -> 
         split = (
             "validation" if zlib.crc32(f"alias:{ing}".encode()) % 10_000 < cfg.validation_fraction * 10_000 else "train"
         )
-        out[split].append((alt, ing, f"alias:{ing}", "seen_wording", (), ()))
+        out[split].append((alt, ing, f"alias:{ing}", "seen_wording", (), (), ()))
     return out
 
 
@@ -884,10 +894,11 @@ def _unseen_ingredient_rows(
                     need = f"{meal} " + say.pick(data["card_ingredient_phrases"]).format(ings=alt)
                 else:
                     need = f"{cuisine} {meal} with {alt}"
-                question = _A_BEFORE_VOWEL.sub(r"\1n ", say.pick(pool).fill(need=need))
-                text = card_answer(idx, correct[0], budget)
+                template = pool[int(say.uniform() * len(pool))]
+                question = _A_BEFORE_VOWEL.sub(r"\1n ", template.fill(need=need))
                 group = f"unseen_ingredient:{ing}|{alt}|{cuisine or 'any'}"
-                out.append((question, text, group, "unseen_ingredient", (correct[0],), tuple(correct)))
+                cards = tuple(card_answer(idx, i, budget) for i in correct)
+                out.append((question, cards[0], group, "unseen_ingredient", (correct[0],), tuple(correct), cards))
     return out
 
 
@@ -902,20 +913,28 @@ def human_rows(catalog: pd.DataFrame, idx: _Index, budget: int) -> list[tuple[An
             (correct,) = judge(catalog, [q])
         except InputError:
             continue
-        text = card_answer(idx, correct[0], budget)
-        out.append((q["q"], text, f"human:{no}", "human", (correct[0],), tuple(correct)))
+        cards = tuple(card_answer(idx, i, budget) for i in correct)
+        out.append((q["q"], cards[0], f"human:{no}", "human", (correct[0],), tuple(correct), cards))
     return out
 
 
 def relevant_cards(
-    intents: Sequence[str], positives: Sequence[str], answers: Sequence[Any], correct: Sequence[Any]
+    intents: Sequence[str],
+    positives: Sequence[str],
+    answers: Sequence[Any],
+    correct: Sequence[Any],
+    correct_cards: Sequence[Any],
 ) -> list[list[str]]:
-    """Per eval row: every recipe-card answer in the eval that is correct for a recipe-card question
-    (a card of one of the recipes that meet its need); ``[]`` for other intents (their positive only)."""
+    """Per eval row: every recipe card in the eval (a positive, or the card of a correct recipe of an extra
+    slice's question) whose recipe meets a recipe-card question's need; ``[]`` for other intents (their
+    positive only). The cards of every correct recipe join the eval corpus, so it is as dense as the
+    catalog around each answer."""
     cards: dict[int, list[str]] = defaultdict(list)
-    for intent, text, named in zip(intents, positives, answers, strict=True):
-        if intent == "recipe_card" and len(named) == 1 and text not in cards[int(named[0])]:
-            cards[int(named[0])].append(text)
+    for intent, text, named, ok, texts in zip(intents, positives, answers, correct, correct_cards, strict=True):
+        found = [(int(named[0]), text)] if intent == "recipe_card" and len(named) == 1 else []
+        for i, card in [*found, *zip(ok, texts, strict=False)]:
+            if card not in cards[int(i)]:
+                cards[int(i)].append(card)
     out: list[list[str]] = []
     for intent, text, ok in zip(intents, positives, correct, strict=True):
         if intent != "recipe_card":

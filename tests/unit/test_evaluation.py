@@ -244,6 +244,7 @@ def test_build_ir_data_takes_every_relevant_text() -> None:
     _, corpus, relevant = build_ir_data(pairs)
     cid = {text: c for c, text in corpus.items()}
     assert relevant["q0"] == {cid["a"], cid["c"]} and relevant["q1"] == {cid["b"]} and relevant["q2"] == {cid["c"]}
-    pairs.at[0, "relevant"] = ["zz"]
-    with pytest.raises(InputError, match="not the positive of any row"):
-        build_ir_data(pairs)
+    # a relevant text that is no row's positive joins the corpus, after the positives
+    pairs.at[1, "relevant"] = ["zz"]
+    _, corpus, relevant = build_ir_data(pairs)
+    assert list(corpus.values()) == ["a", "b", "c", "zz"] and relevant["q1"] == {"c1", "c3"}

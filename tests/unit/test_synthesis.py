@@ -276,7 +276,8 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
         held = {t.text.rsplit(" ", 1)[1] for k in INTENTS for t in templates(k, cfg.heldout_fraction) if t.heldout}
     finally:
         synthesis.templates.cache_clear()
-    pairs = pairs[pairs["slice"] != "human"]  # hand-written, not from the wordings
+    # hand-written questions and alias-definition pairs do not come from the wordings
+    pairs = pairs[(pairs["slice"] != "human") & (pairs["intent"] != ALIAS_INTENT)]
     tag_of = pairs["anchor"].str.extract(r"(wq\d+x)$")[0]
     assert tag_of.notna().all()
     train_val = pairs["split"] != "eval"
@@ -384,8 +385,9 @@ def test_human_questions_are_in_eval_with_every_correct_card(catalog: pd.DataFra
     rows = cpu_pairs[cpu_pairs["slice"] == "human"]
     assert len(rows) == len(questions) >= 300 and (rows["split"] == "eval").all()
     assert list(rows["correct_recipes"]) == [tuple(h) for h in judge(catalog, questions)]
+    assert all(len(c) == len(r) for c, r in zip(rows["correct_cards"], rows["correct_recipes"], strict=True))
     ev = cpu_pairs[cpu_pairs["split"] == "eval"]
-    cols = [ev[c].tolist() for c in ("intent", "positive", "answer_recipes", "correct_recipes")]
+    cols = [ev[c].tolist() for c in ("intent", "positive", "answer_recipes", "correct_recipes", "correct_cards")]
     relevant = relevant_cards(*cols)
     for k, (intent, pos, correct) in enumerate(zip(cols[0], cols[1], cols[3], strict=True)):
         if intent != "recipe_card":
@@ -394,6 +396,12 @@ def test_human_questions_are_in_eval_with_every_correct_card(catalog: pd.DataFra
         assert relevant[k][0] == pos
         # every card in eval whose recipe meets the need, and no other
         cards = {t for t, i, a in zip(cols[1], cols[0], cols[2], strict=True) if i == "recipe_card" and a[0] in correct}
+        cards |= {
+            t
+            for ok, texts in zip(cols[3], cols[4], strict=True)
+            for i, t in zip(ok, texts, strict=False)
+            if i in correct
+        }
         assert set(relevant[k]) == cards
 
 
