@@ -96,6 +96,22 @@ class SynthesisConfig(_Frozen):
     )
     hard_negatives: bool = Field(True, description="Mine a hard `negative` per train/validation pair (base model).")
     negative_candidates: int = Field(10, ge=1, le=100, description="Mined candidates per question, best first.")
+    name_variants: bool = Field(
+        False, description="Add plural/singular and short forms ('potatoes', 'cilantro') as alternate names."
+    )
+    answer_alias_probability: float = Field(
+        0.0, ge=0, le=1, description="Chance that a train/validation answer names an ingredient by an alternate name."
+    )
+    alias_pairs: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Alias-definition pairs ('aubergine' -> 'eggplant') added to train, as a share of n_train.",
+    )
+    human_eval: bool = Field(True, description="Add the hand-written `human` questions to eval (never to training).")
+    unseen_ingredient_fraction: float = Field(
+        0.12, ge=0, lt=1, description="Share of aliased ingredients whose every alternate name is eval-only."
+    )
 
     @field_validator("intent_weights")
     @classmethod
@@ -254,6 +270,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "seed-card": {"training": {"per_device_batch_size": 64, "gradient_accumulation_steps": 8}},
     # CPU-sized run of the whole workflow (a few minutes on 2 cores).
     "cpu": {
+        # The names levers (synthesis.alias_probability, name_variants, answer_alias_probability,
+        # alias_pairs) are off here until measured on validation: --set them to try.
         "synthesis": {"n_train": 2_000, "n_eval": 500},
         "model": {"max_seq_length": 64},
         "training": {
@@ -271,7 +289,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Tiny: tests, the smoke deployment, CI.
     "smoke": {
         # No mining: smoke checks the loop in seconds; mining has its own tests.
-        "synthesis": {"n_train": 320, "n_eval": 120, "validation_fraction": 0.1, "hard_negatives": False},
+        # Nor the human and unseen_ingredient eval slices (600 more queries); tests/unit/test_synthesis.py has them.
+        "synthesis": {
+            "n_train": 320,
+            "n_eval": 120,
+            "validation_fraction": 0.1,
+            "hard_negatives": False,
+            "human_eval": False,
+            "unseen_ingredient_fraction": 0.0,
+        },
         "model": {"max_seq_length": 48},
         "training": {
             "epochs": 1,

@@ -3,8 +3,9 @@
 ``DIR/train.parquet``, ``DIR/validation.parquet``, ``DIR/eval.parquet`` hold accepted pairs
 (``anchor, positive, intent, group_id``); synthesized train and validation files add a mined hard
 ``negative`` (column order ``anchor, positive, negative``, see :mod:`pipelines.negatives`) and
-``eval.parquet`` adds ``slice`` (``seen_wording``, ``unseen_wording``, ``recipe_card``; a user's
-file: its own ``slice`` column, else ``unspecified``); ``DIR/rejects.parquet`` every rejected row with its
+``eval.parquet`` adds ``slice`` (``seen_wording``, ``unseen_wording``, ``recipe_card``, ``human``,
+``unseen_ingredient``; a user's file: its own ``slice`` column, else ``unspecified``) and, synthesized,
+``relevant`` (every recipe card correct for a recipe-card question); ``DIR/rejects.parquet`` every rejected row with its
 ``split``, its input ``row`` and one ``reason``; ``DIR/manifest.json`` the counts, the sha256 of
 each file, the seed, the catalog digest and the resolved config. Every file, the manifest included,
 is first written under a temp name; only when all are written (so a full disk or a kill changes
@@ -27,9 +28,17 @@ from pipelines import __version__
 from pipelines.catalog import catalog_digest, load_catalog
 from pipelines.config import PipelineConfig
 from pipelines.errors import DataQualityError, InputError, storage_error
-from pipelines.io import StagedFiles, read_json_object, read_table, sha256_file, to_parquet
+from pipelines.io import StagedFiles, read_json_object, read_jsonl_records, read_table, sha256_file, to_parquet
 from pipelines.schemas import PAIR_COLUMNS, SPLITS, EvalFileSchema, TrainFileSchema, leaked_keys, normalize_text
-from pipelines.synthesis import ANSWER_COLUMNS, is_correct_answer, split_targets, synthesize
+from pipelines.synthesis import (
+    ALIAS_INTENT,
+    ANSWER_COLUMNS,
+    EXTRA_EVAL_SLICES,
+    is_correct_answer,
+    relevant_cards,
+    split_targets,
+    synthesize,
+)
 from pipelines.validation import ValidationResult, check_splits, load_tokenizer, validate_pairs
 
 MANIFEST = "manifest.json"
@@ -79,8 +88,18 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
     cells = pd.MultiIndex.from_arrays([accepted["split"], accepted["intent"]])
     wanted = per_cell.reindex(cells).fillna(0).to_numpy(dtype=np.int64)
     keep = cell < wanted if len(accepted) else np.zeros(0, dtype=bool)
+    # Written in full, outside the per-intent targets: the extra eval slices and the alias pairs.
+    keep |= (accepted["slice"].isin(EXTRA_EVAL_SLICES) | (accepted["intent"] == ALIAS_INTENT)).to_numpy()
     surplus = int((~keep).sum())
     kept = accepted[keep].reset_index(drop=True)
+    ev = (kept["split"] == "eval").to_numpy()
+    relevant: list[list[str] | None] = [None] * len(kept)
+    if ev.any():
+        part = kept[ev]
+        cols = (part[c].tolist() for c in ("intent", "positive", *ANSWER_COLUMNS))
+        for row, texts in zip(np.flatnonzero(ev), relevant_cards(*cols), strict=True):
+            relevant[row] = texts
+    kept["relevant"] = pd.Series(relevant, index=kept.index, dtype=object)
 
     shortfalls = []
     got = kept.groupby(["split", "intent"]).size()
@@ -219,23 +238,7 @@ def read_pairs_table(path: Path) -> pd.DataFrame:
     required = ("anchor", "positive")
     if path.suffix.lower() not in (".jsonl", ".json") or not path.is_file():
         return read_table(path, required=required)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    records = []
-    for no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {no} is not valid JSON ({exc.msg})") from exc
-        if not isinstance(rec, dict):
-            raise InputError(f"{path}: line {no} is not a JSON object")
-        records.append(rec)
+    records = read_jsonl_records(path)
     df = pd.DataFrame(records, dtype=object) if records else pd.DataFrame()
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -405,7 +408,7 @@ def split_columns(split: str, available: Any) -> list[str]:
     """The written columns of a split: ``anchor, positive[, negative], intent, group_id`` (+ ``slice`` in eval)."""
     have = set(available)
     if split == "eval":
-        return [*PAIR_COLUMNS, *(["slice"] if "slice" in have else [])]
+        return [*PAIR_COLUMNS, *(c for c in ("slice", "relevant") if c in have)]
     return ["anchor", "positive", *(["negative"] if "negative" in have else []), "intent", "group_id"]
 
 

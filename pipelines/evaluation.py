@@ -60,8 +60,10 @@ def build_ir_data(
 
     One query per row (the ``anchor``). The corpus holds each distinct ``positive`` text once, so
     two rows with the same answer do not compete with each other; every query's relevant set holds
-    every corpus id whose text equals its positive. Ids are zero-padded so that their string order
-    (the library's tie-break) is their insertion order.
+    every corpus id whose text equals its positive, and, with an optional ``relevant`` column (a list
+    of texts per row), every corpus id of those texts too (texts that are no row's positive join the
+    corpus after the positives). Ids are
+    zero-padded so that their string order (the library's tie-break) is their insertion order.
     """
     missing = [c for c in ("anchor", "positive") if c not in pairs.columns]
     if missing:
@@ -76,7 +78,12 @@ def build_ir_data(
 
     anchors = pairs["anchor"].tolist()
     positives = pairs["positive"].tolist()
-    distinct = list(dict.fromkeys(positives))
+    extra = [
+        [t for t in more if isinstance(t, str) and t.strip()] if isinstance(more, list | tuple | np.ndarray) else []
+        for more in (pairs["relevant"].tolist() if "relevant" in pairs.columns else [None] * len(anchors))
+    ]
+    # the positives first (their ids do not depend on the relevant column), then the other relevant texts
+    distinct = list(dict.fromkeys([*positives, *(t for more in extra for t in more)]))
     cw = len(str(max(len(distinct) - 1, 0)))
     qw = len(str(max(len(anchors) - 1, 0)))
     text_to_cids: dict[str, set[str]] = {}
@@ -87,10 +94,12 @@ def build_ir_data(
         text_to_cids.setdefault(text, set()).add(cid)
     queries: dict[str, str] = {}
     relevant: dict[str, set[str]] = {}
-    for i, (anchor, positive) in enumerate(zip(anchors, positives, strict=True)):
+    for i, (anchor, positive, more) in enumerate(zip(anchors, positives, extra, strict=True)):
         qid = f"q{i:0{qw}d}"
         queries[qid] = anchor
         relevant[qid] = set(text_to_cids[positive])
+        for text in more:
+            relevant[qid] |= text_to_cids[text]
     return queries, corpus, relevant
 
 

@@ -221,3 +221,26 @@ def read_table(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
             f"{p}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns)) or 'none'})"
         )
     return df
+
+
+def read_jsonl_records(path: Path) -> list[dict[str, Any]]:
+    """One JSON object a line (blank lines skipped); a bad line, bad UTF-8 or an unreadable file is an
+    :class:`InputError` naming the file (and the line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    records = []
+    for no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {no} is not valid JSON ({exc.msg})") from exc
+        if not isinstance(rec, dict):
+            raise InputError(f"{path}: line {no} is not a JSON object")
+        records.append(rec)
+    return records

@@ -48,7 +48,7 @@ SATURATION = 0.995
 GROUP_KINDS = ("slice", "intent")
 """Eval columns whose values get their own metrics (optional columns: older datasets lack them)."""
 
-SLICES = ("seen_wording", "unseen_wording", "recipe_card")
+SLICES = ("seen_wording", "unseen_wording", "recipe_card", "human", "unseen_ingredient")
 """The eval slices, in the order reports show them (others, if any, follow sorted)."""
 
 LOAD_LINE = 'mlflow.sentence_transformers.load_model("models:/{name}@{alias}")'

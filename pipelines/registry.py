@@ -120,6 +120,22 @@ def _with(d: Decision, **changes: Any) -> Decision:
     return Decision(**{**asdict(d), **changes})
 
 
+GUARDED_SLICE = "human"
+"""The eval slice whose map@100 at the primary dim may not drop by more than ``registry.epsilon``."""
+
+
+def guarded_slice_drop(
+    candidate: Mapping[str, float], champion: Mapping[str, float], dim: int, epsilon: float
+) -> float | None:
+    """The candidate's change on :data:`GUARDED_SLICE` when it drops by more than ``epsilon``, else None
+    (also None when either side lacks the slice, e.g. a user's own eval file)."""
+    key = metric_key(dim, kind="slice", group=GUARDED_SLICE)
+    if key not in candidate or key not in champion:
+        return None
+    delta = float(candidate[key]) - float(champion[key])
+    return delta if not delta >= -epsilon else None
+
+
 def decide(
     candidate: Scores | Mapping[str, float],
     champion: Scores | Mapping[str, float] | None,
@@ -137,6 +153,7 @@ def decide(
       candidate's minus the champion's average precision at ``reg.primary_dim``: promote when the 95%
       interval's lower bound is above ``reg.margin`` and no other dim's map@100 drops by more than
       ``reg.epsilon``;
+    - never when the ``human`` slice's map@100 at ``reg.primary_dim`` drops by more than ``reg.epsilon``;
     - tie: promote ("not worse, newer catalog") when ``reg.promote_on_tie_with_newer_catalog``, the
       interval contains 0, the catalogs' digests differ and no dim drops by more than ``reg.epsilon``.
     """
@@ -186,6 +203,13 @@ def decide(
     base = _with(base, delta=iv.delta, ci_low=iv.low, ci_high=iv.high)
     if not iv.finite:
         return _with(base, reason="non-finite per-query scores; never promoted")
+    human_drop = guarded_slice_drop(cand.metrics, champ.metrics, pd_, reg.epsilon)
+    if human_drop is not None:
+        return _with(
+            base,
+            reason=f"map@100 on the {GUARDED_SLICE} slice at dim {pd_} drops by {human_drop:+.4f}, "
+            f"more than epsilon {reg.epsilon:g}",
+        )
     others_worse = [d for d, delta in deltas.items() if d != pd_ and not delta >= -reg.epsilon]
     any_worse = [d for d, delta in deltas.items() if not delta >= -reg.epsilon]
     drop = ", ".join(f"dim {d} {deltas[d]:+.4f}" for d in (others_worse or any_worse))

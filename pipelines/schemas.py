@@ -30,9 +30,11 @@ from pandera.typing import Series
 
 SPLITS = ("train", "validation", "eval")
 PAIR_COLUMNS = ("anchor", "positive", "intent", "group_id")
-SLICES = ("seen_wording", "unseen_wording", "recipe_card")
+SLICES = ("seen_wording", "unseen_wording", "recipe_card", "human", "unseen_ingredient")
 """Eval slices of a synthesized dataset: training wordings on new subjects, held-out wordings and
-alternate names, and the recipe-card intent."""
+alternate names, the recipe-card intent, the hand-written ``human`` questions
+(``pipelines/data/HUMAN_EVAL.md``) and ``unseen_ingredient`` (ingredients none of whose alternate
+names is ever seen in training)."""
 REASONS = (
     "missing",  # anchor or positive is null
     "not_text",  # a value that is not a string (a number, a list, ...)
@@ -240,6 +242,8 @@ class EvalFileSchema(pa.DataFrameModel):
     intent: Series[Any] = pa.Field(nullable=False)
     group_id: Series[Any] = pa.Field(nullable=False)
     slice: Series[Any] | None = pa.Field(nullable=False)
+    relevant: Series[Any] | None = pa.Field(nullable=True)
+    """Every answer text that is correct for the question (its positive among them); empty: the positive only."""
 
     class Config:
         strict = True

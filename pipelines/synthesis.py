@@ -30,7 +30,16 @@ by an alternate name with probability ``alias_probability``; answers keep the ca
 Held out: per intent, ``heldout_fraction`` of the wordings (a fixed choice by text hash) and of the
 alternate names are never used in train or validation. Eval rows carry a ``slice``:
 ``seen_wording`` (training wordings and names, new subjects), ``unseen_wording`` (held-out wordings,
-and held-out names where the subject has one) and ``recipe_card`` (the recipe-card intent).
+and held-out names where the subject has one), ``recipe_card`` (the recipe-card intent),
+``unseen_ingredient`` (recipe-card questions naming an ingredient, chosen by ``unseen_ingredient_fraction``,
+by an alternate name; every alternate name of those ingredients is eval-only) and ``human`` (the
+hand-written questions of ``pipelines/data/human_questions.jsonl``, judged against the catalog). The last
+two are written in full, beside the ``n_eval`` targeted pairs; their answers are recipe cards, and the
+card of every correct recipe joins the eval corpus (see :func:`relevant_cards`).
+
+Names run both ways (all train/validation only): ``answer_alias_probability`` renames ingredients in
+answers too, ``name_variants`` adds plural/singular and short forms as alternate names, and
+``alias_pairs`` adds alias-definition pairs (``aubergine`` -> ``eggplant``) as a share of ``n_train``.
 
 Sizes: ``n_train`` pairs (train + the validation slice) and ``n_eval`` pairs, mixed by
 ``intent_weights`` (largest-remainder rounding). ``synthesize(..., margin=...)`` writes a few extra
@@ -143,10 +152,153 @@ class Names:
     unseen: tuple[str, ...] = ()
 
 
-def _names(table: Mapping[str, Iterable[str]], fraction: float) -> dict[str, Names]:
+UNSEEN_INGREDIENT_MIN_RECIPES = 3
+"""An ``unseen_ingredient`` has at least this many recipes, so its questions have near-twins to beat."""
+
+
+def unseen_ingredients(
+    table: Mapping[str, Iterable[str]], by_ingredient: Mapping[str, Sequence[int]], fraction: float
+) -> set[str]:
+    """Ingredients whose every alternate name is eval-only: a fixed choice by the hash of the name,
+    among those with alternate names and at least :data:`UNSEEN_INGREDIENT_MIN_RECIPES` recipes."""
+    return {
+        ing
+        for ing, alts in table.items()
+        if any(a and a != ing for a in alts)
+        and len(by_ingredient.get(ing, ())) >= UNSEEN_INGREDIENT_MIN_RECIPES
+        and zlib.crc32(f"ingredient:{ing}".encode()) % 10_000 < fraction * 10_000
+    }
+
+
+_VARIANT_PREFIXES = ("fresh ", "dried ", "canned ")
+_MASS_NOUNS = frozenset(
+    [
+        "sauce",
+        "oil",
+        "milk",
+        "flour",
+        "sugar",
+        "rice",
+        "salt",
+        "paste",
+        "powder",
+        "juice",
+        "stock",
+        "cream",
+        "cheese",
+        "butter",
+        "yogurt",
+        "vinegar",
+        "wine",
+        "water",
+        "syrup",
+        "seasoning",
+        "masala",
+        "dal",
+        "meal",
+        "bread",
+        "garlic",
+        "ginger",
+        "turmeric",
+        "cumin",
+        "spinach",
+        "basil",
+        "mint",
+        "dill",
+        "thyme",
+        "oregano",
+        "cilantro",
+        "parsley",
+        "sage",
+        "rosemary",
+        "tarragon",
+        "tofu",
+        "miso",
+        "kimchi",
+        "ghee",
+        "honey",
+        "tahini",
+        "sumac",
+        "saffron",
+        "couscous",
+        "quinoa",
+        "polenta",
+        "cornmeal",
+        "semolina",
+        "gelatin",
+        "lard",
+        "mayonnaise",
+        "ketchup",
+        "mustard",
+        "harissa",
+        "jaggery",
+        "molasses",
+        "okra",
+        "kale",
+    ]
+)
+
+
+def _toggle_plural(word: str) -> str | None:
+    if word in _MASS_NOUNS or len(word) < 3:
+        return None
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith("oes"):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    if word.endswith("y") and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(("o", "ch", "sh", "x")):
+        return word + "es"
+    return word + "s"
+
+
+def name_variants(name: str) -> list[str]:
+    """Everyday spellings of a catalog name: plural or singular (``potato`` <-> ``potatoes``), without
+    ``fresh``/``dried``/``canned`` (``fresh cilantro`` -> ``cilantro``), each part of ``a (b)`` and ``a/b``."""
+    out: list[str] = []
+    if "(" in name:
+        head, _, rest = name.partition("(")
+        out += [head.strip(), rest.rstrip(")").strip()]
+    elif "/" in name:
+        out += [part.strip() for part in name.split("/")]
+    for prefix in _VARIANT_PREFIXES:
+        if name.startswith(prefix):
+            out.append(name[len(prefix) :])
+    words = name.split(" ")
+    toggled = _toggle_plural(words[-1]) if "(" not in name and "/" not in name else None
+    if toggled:
+        out.append(" ".join([*words[:-1], toggled]))
+    return [v for v in dict.fromkeys(out) if v and v != name]
+
+
+def with_variants(table: Mapping[str, Iterable[str]], ingredients: Iterable[str]) -> dict[str, list[str]]:
+    """``table`` plus :func:`name_variants` of every ingredient, except a variant that is itself a catalog
+    ingredient or a variant of two ingredients (``fresh thyme``/``dried thyme`` -> ``thyme``)."""
+    known = set(ingredients)
+    variants = {ing: name_variants(ing) for ing in sorted(known)}
+    count: dict[str, int] = defaultdict(int)
+    for vs in variants.values():
+        for v in vs:
+            count[v] += 1
+    out = {k: list(v) for k, v in table.items()}
+    for ing, vs in variants.items():
+        keep = [v for v in vs if v not in known and count[v] == 1]
+        if keep:
+            out.setdefault(ing, []).extend(keep)
+    return out
+
+
+def _names(table: Mapping[str, Iterable[str]], fraction: float, held: Iterable[str] = ()) -> dict[str, Names]:
+    held = set(held)
     out = {}
     for canonical, alts in table.items():
         alts = [a for a in dict.fromkeys(alts) if a and a != canonical]
+        if canonical in held:
+            out[canonical] = Names(seen=(), unseen=tuple(alts))
+            continue
         out[canonical] = Names(
             seen=tuple(a for a in alts if not is_heldout_name(canonical, a, fraction)),
             unseen=tuple(a for a in alts if is_heldout_name(canonical, a, fraction)),
@@ -216,9 +368,10 @@ class _Index:
     aliases: dict[str, Names]
     diets: dict[str, Names]
     time_names: dict[int, Names]
+    unseen_ingredients: frozenset[str] = frozenset()
 
 
-def _index(catalog: pd.DataFrame, fraction: float) -> _Index:
+def _index(catalog: pd.DataFrame, fraction: float, ingredient_fraction: float = 0.0, variants: bool = False) -> _Index:
     by_ing: dict[str, list[int]] = defaultdict(list)
     for i, ings in enumerate(catalog["ingredients"]):
         for ing in dict.fromkeys(ings):
@@ -231,6 +384,10 @@ def _index(catalog: pd.DataFrame, fraction: float) -> _Index:
             for b in uniq[k + 1 :]:
                 pair_hits[(a, b)].append(i)
     data = wording_data()
+    table: dict[str, list[str]] = catalog_aliases(catalog)
+    held = unseen_ingredients(table, by_ing, ingredient_fraction)
+    if variants:
+        table = with_variants(table, by_ing)
     return _Index(
         names=list(catalog["name"]),
         by_ingredient=dict(by_ing),
@@ -242,7 +399,8 @@ def _index(catalog: pd.DataFrame, fraction: float) -> _Index:
         tag_lists=[list(ts) for ts in catalog["diet_tags"]],
         ingredient_lists=[list(xs) for xs in catalog["ingredients"]],
         pair_hits=dict(pair_hits),
-        aliases=_names(catalog_aliases(catalog), fraction),
+        aliases=_names(table, fraction, held),
+        unseen_ingredients=frozenset(held),
         diets=_names(data["diet_paraphrases"], fraction),
         time_names={int(m): n for m, n in _names(data["time_phrases"], fraction).items()},
     )
@@ -524,8 +682,9 @@ def _pair_universe(idx: _Index, rng: np.random.Generator, need: int) -> list[tup
 # --- synthesis ------------------------------------------------------------------------------------
 
 COLUMNS = ["anchor", "positive", "intent", "group_id", "split", "slice"]
-ANSWER_COLUMNS = ["answer_recipes", "correct_recipes"]
-"""Working columns (not written): recipes each answer names, and recipes that correctly answer each question."""
+ANSWER_COLUMNS = ["answer_recipes", "correct_recipes", "correct_cards"]
+"""Working columns (not written): recipes each answer names, recipes that correctly answer each question,
+and (extra eval slices) the recipe card of every correct recipe."""
 
 
 def synthesize(
@@ -547,7 +706,7 @@ def synthesize(
     seed = cfg.seed if seed is None else seed
     targets = split_targets(cfg)
     need = {s: {k: n + margin_for(n, margin) for k, n in targets[s].items()} for s in SPLITS}
-    idx = _index(catalog, cfg.heldout_fraction)
+    idx = _index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, cfg.name_variants)
     if len(idx.names) < 2 or len(idx.by_ingredient) < 2:
         raise InputError("catalog too small: need at least 2 recipes and 2 ingredients")
 
@@ -579,19 +738,31 @@ def synthesize(
                     n_unseen = round(n * cfg.unseen_eval_fraction) if has_unseen else 0
                     plan = [("seen_wording", False, n - n_unseen), ("unseen_wording", True, n_unseen)]
                 out = frames.setdefault((split, intent), [])
+                rename = cfg.answer_alias_probability if split != "eval" else 0.0
                 for slice_name, heldout, count in plan:
                     if count:
                         out += _rows(
-                            idx, intent, split_groups, count, heldout, slice_name, cfg, rng, answer_budget_chars
+                            idx, intent, split_groups, count, heldout, slice_name, cfg, rng, answer_budget_chars, rename
                         )
+    if cfg.alias_pairs > 0:
+        for split, rows in _alias_rows(idx, cfg, np.random.default_rng([seed, 11])).items():
+            frames[(split, ALIAS_INTENT)] = rows
+
+    if need["eval"]["recipe_card"]:
+        extra = frames.setdefault(("eval", "extra"), [])
+        if progress:
+            progress("adding the unseen_ingredient and human eval slices")
+        extra += _unseen_ingredient_rows(idx, cfg, np.random.default_rng([seed, 7]), answer_budget_chars)
+        if cfg.human_eval:
+            extra += human_rows(catalog, idx, answer_budget_chars)
 
     parts = []
     for split in SPLITS:
-        for intent in INTENTS:
+        for intent in (*INTENTS, ALIAS_INTENT, "extra"):
             rows = frames.get((split, intent), [])
             if rows:
                 f = pd.DataFrame(rows, columns=["anchor", "positive", "group_id", "slice", *ANSWER_COLUMNS])
-                f["intent"] = intent
+                f["intent"] = "recipe_card" if intent == "extra" else intent
                 f["split"] = split
                 parts.append(f)
     if not parts:
@@ -609,8 +780,12 @@ def _rows(
     cfg: SynthesisConfig,
     rng: np.random.Generator,
     budget: int,
+    rename: float = 0.0,
 ) -> list[tuple[Any, ...]]:
     """``n`` rows cycling over ``groups``; each round gives every group its next wording.
+
+    ``rename``: the chance that a group's answer names its ingredients by alternate names (the names
+    run both ways: a user's catalog may call ``spring onions`` ``scallions``).
 
     ``heldout``: False = training wordings and names, True = held-out wordings (and held-out names
     where there are any), None = every wording (the recipe-card slice).
@@ -644,11 +819,129 @@ def _rows(
             else:
                 text, named = answer_for(idx, intent, subject, budget)
                 correct = named
+            if rename and say.uniform() < rename:
+                text = _rename_answer(text, _answer_ingredients(idx, intent, subject), idx, say)
             known[g] = (text, group_id_for(idx, intent, subject), named, correct)
         shown = subject[::-1] if swap[g] else subject
         question = question_for(idx, intent, shown, pool[t], say, needs.get(g))
         text, group_id, named, correct = known[g]
-        out.append((question, text, group_id, slice_name, named, correct))
+        out.append((question, text, group_id, slice_name, named, correct, ()))
+    return out
+
+
+def _answer_ingredients(idx: _Index, intent: str, subject: tuple) -> list[str]:  # type: ignore[type-arg]
+    if intent == "ingredient_pair":
+        return list(subject)
+    if intent == "diet_and_ingredient":
+        return [subject[1]]
+    if intent in ("recipe_ingredients", "recipe_card"):
+        return idx.ingredient_lists[subject[0]]
+    return []
+
+
+def _rename_answer(text: str, ingredients: Iterable[str], idx: _Index, say: _Say) -> str:
+    """Each ingredient that has training names, with probability 1/2, by one of them (whole words only)."""
+    for ing in sorted(set(ingredients), key=len, reverse=True):
+        names = idx.aliases.get(ing)
+        if names is None or not names.seen or say.uniform() >= 0.5:
+            continue
+        alt = say.pick(names.seen)
+        text = re.sub(rf"(?<![\w'-]){re.escape(ing)}(?![\w'-])", alt.replace("\\", "\\\\"), text)
+    return text
+
+
+ALIAS_INTENT = "alias_definition"
+"""Train/validation pairs ``alternate name -> catalog name`` (``aubergine`` -> ``eggplant``); never in eval."""
+
+
+def _alias_rows(idx: _Index, cfg: SynthesisConfig, rng: np.random.Generator) -> dict[str, list[tuple[Any, ...]]]:
+    """``alias_pairs * n_train`` pairs over the training names, split by ingredient like train/validation."""
+    n = round(cfg.alias_pairs * cfg.n_train)
+    pairs = [(alt, ing) for ing, names in sorted(idx.aliases.items()) for alt in names.seen]
+    order = rng.permutation(len(pairs))
+    out: dict[str, list[tuple[Any, ...]]] = {"train": [], "validation": []}
+    for k in order[:n]:
+        alt, ing = pairs[k]
+        split = (
+            "validation" if zlib.crc32(f"alias:{ing}".encode()) % 10_000 < cfg.validation_fraction * 10_000 else "train"
+        )
+        out[split].append((alt, ing, f"alias:{ing}", "seen_wording", (), (), ()))
+    return out
+
+
+EXTRA_EVAL_SLICES = ("unseen_ingredient", "human")
+"""Eval slices outside the per-intent targets: written in full, after every targeted eval row."""
+
+
+def _unseen_ingredient_rows(
+    idx: _Index, cfg: SynthesisConfig, rng: np.random.Generator, budget: int
+) -> list[tuple[Any, ...]]:
+    """Recipe-card questions that name an ``unseen_ingredient`` by each of its alternate names, alone and
+    with a cuisine; correct: every recipe with the ingredient (and the cuisine)."""
+    held = idx.unseen_ingredients
+    pool = list(templates("recipe_card", cfg.heldout_fraction))
+    data = wording_data()
+    say = _Say(rng, 0.0, unseen=False)
+    out: list[tuple[Any, ...]] = []
+    for ing in sorted(held):
+        recipes = idx.by_ingredient[ing]
+        cuisines = sorted({idx.cuisine_of[i] for i in recipes})
+        for alt in idx.aliases[ing].unseen:
+            for cuisine in (None, say.pick(cuisines)):
+                correct = [i for i in recipes if cuisine is None or idx.cuisine_of[i] == cuisine]
+                meal = say.pick(data["card_meals"])
+                if cuisine is None:
+                    need = f"{meal} " + say.pick(data["card_ingredient_phrases"]).format(ings=alt)
+                else:
+                    need = f"{cuisine} {meal} with {alt}"
+                template = pool[int(say.uniform() * len(pool))]
+                question = _A_BEFORE_VOWEL.sub(r"\1n ", template.fill(need=need))
+                group = f"unseen_ingredient:{ing}|{alt}|{cuisine or 'any'}"
+                cards = tuple(card_answer(idx, i, budget) for i in correct)
+                out.append((question, cards[0], group, "unseen_ingredient", (correct[0],), tuple(correct), cards))
+    return out
+
+
+def human_rows(catalog: pd.DataFrame, idx: _Index, budget: int) -> list[tuple[Any, ...]]:
+    """The hand-written questions (``pipelines/data/human_questions.jsonl``) judged against this catalog;
+    a question the catalog cannot judge (a name it lacks, no recipe meets it) is left out."""
+    from pipelines.human_eval import judge, load_questions
+
+    out: list[tuple[Any, ...]] = []
+    for no, q in enumerate(load_questions()):
+        try:
+            (correct,) = judge(catalog, [q])
+        except InputError:
+            continue
+        cards = tuple(card_answer(idx, i, budget) for i in correct)
+        out.append((q["q"], cards[0], f"human:{no}", "human", (correct[0],), tuple(correct), cards))
+    return out
+
+
+def relevant_cards(
+    intents: Sequence[str],
+    positives: Sequence[str],
+    answers: Sequence[Any],
+    correct: Sequence[Any],
+    correct_cards: Sequence[Any],
+) -> list[list[str]]:
+    """Per eval row: every recipe card in the eval (a positive, or the card of a correct recipe of an extra
+    slice's question) whose recipe meets a recipe-card question's need; ``[]`` for other intents (their
+    positive only). The cards of every correct recipe join the eval corpus, so it is as dense as the
+    catalog around each answer."""
+    cards: dict[int, list[str]] = defaultdict(list)
+    for intent, text, named, ok, texts in zip(intents, positives, answers, correct, correct_cards, strict=True):
+        found = [(int(named[0]), text)] if intent == "recipe_card" and len(named) == 1 else []
+        for i, card in [*found, *zip(ok, texts, strict=False)]:
+            if card not in cards[int(i)]:
+                cards[int(i)].append(card)
+    out: list[list[str]] = []
+    for intent, text, ok in zip(intents, positives, correct, strict=True):
+        if intent != "recipe_card":
+            out.append([])
+            continue
+        texts = [text, *(t for i in ok for t in cards.get(int(i), ()))]
+        out.append(list(dict.fromkeys(texts)))
     return out
 
 

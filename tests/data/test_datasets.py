@@ -35,7 +35,7 @@ def test_smoke_dataset_has_exact_counts_and_a_full_manifest(smoke_dir: tuple[Pat
     for split, name in FILES.items():
         df = pd.read_parquet(out / name)
         # smoke mines no negatives; eval carries its slice
-        extra = ["slice"] if split == "eval" else []
+        extra = ["slice", "relevant"] if split == "eval" else []
         assert list(df.columns) == ["anchor", "positive", "intent", "group_id", *extra]
         assert len(df) == m["counts"][split]["total"] == sum(t[split].values())
         assert df.groupby("intent").size().to_dict() == {k: v for k, v in t[split].items() if v}

@@ -14,7 +14,7 @@ from pipelines.catalog import load_catalog
 from pipelines.config import load_config
 from pipelines.datasets import build_dataset
 from pipelines.schemas import SLICES, EvalFileSchema, TrainFileSchema
-from pipelines.synthesis import is_correct_answer, synthesize
+from pipelines.synthesis import EXTRA_EVAL_SLICES, is_correct_answer, synthesize
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,8 @@ def test_eval_has_intent_and_the_three_slices(mined: tuple) -> None:
     out, manifest, _ = mined
     ev = pd.read_parquet(out / "eval.parquet")
     EvalFileSchema.validate(ev)
-    assert list(ev.columns) == ["anchor", "positive", "intent", "group_id", "slice"]
-    assert set(ev["slice"]) == set(SLICES)
+    assert list(ev.columns) == ["anchor", "positive", "intent", "group_id", "slice", "relevant"]
+    assert set(ev["slice"]) == set(SLICES) - set(EXTRA_EVAL_SLICES)  # smoke leaves the extra slices out
     assert manifest["counts"]["eval"]["by_slice"] == ev["slice"].value_counts().sort_index().to_dict()
     assert ((ev["slice"] == "recipe_card") == (ev["intent"] == "recipe_card")).all()
 

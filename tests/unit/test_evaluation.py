@@ -231,3 +231,20 @@ def test_an_eval_without_group_columns_has_only_whole_eval_keys(model, recipe_pa
     pairs = recipe_pairs.drop(columns=["intent"])
     metrics = evaluate_pairs(model, pairs, (64,), 16)
     assert all(k.startswith("dim_64_cosine_") for k in metrics) and len(metrics) == 15
+
+
+def test_build_ir_data_takes_every_relevant_text() -> None:
+    pairs = pd.DataFrame(
+        {
+            "anchor": ["q0", "q1", "q2"],
+            "positive": ["a", "b", "c"],
+            "relevant": [["a", "c"], [], None],
+        }
+    )
+    _, corpus, relevant = build_ir_data(pairs)
+    cid = {text: c for c, text in corpus.items()}
+    assert relevant["q0"] == {cid["a"], cid["c"]} and relevant["q1"] == {cid["b"]} and relevant["q2"] == {cid["c"]}
+    # a relevant text that is no row's positive joins the corpus, after the positives
+    pairs.at[1, "relevant"] = ["zz"]
+    _, corpus, relevant = build_ir_data(pairs)
+    assert list(corpus.values()) == ["a", "b", "c", "zz"] and relevant["q1"] == {"c1", "c3"}

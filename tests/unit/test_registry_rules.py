@@ -221,3 +221,14 @@ def test_file_lock_times_out_with_a_clear_error(tmp_path: Path) -> None:
     assert holder.exitcode == 0
     with file_lock(path, timeout_s=1):  # released when the holder ended
         pass
+
+
+def test_a_drop_on_the_human_slice_keeps_a_better_candidate_out() -> None:
+    key = "slice_human_dim_384_cosine_map@100"
+    champ = scores(0.50, **{key: 0.40})
+    # clearly better on the whole eval, but worse by more than epsilon on the hand-written questions
+    d = decide(scores(0.60, **{key: 0.40 - 2 * REG.epsilon}), champ, REG, DIMS)
+    assert not d.promote and "human slice" in d.reason
+    # within epsilon, or a champion scored without the slice: the usual rule
+    assert decide(scores(0.60, **{key: 0.40 - REG.epsilon / 2}), champ, REG, DIMS).promote
+    assert decide(scores(0.60, **{key: 0.30}), scores(0.50), REG, DIMS).promote

@@ -14,12 +14,16 @@ from pipelines.config import CatalogConfig, SynthesisConfig, load_config
 from pipelines.errors import InputError
 from pipelines.schemas import SPLITS
 from pipelines.synthesis import (
+    ALIAS_INTENT,
+    EXTRA_EVAL_SLICES,
     INTENTS,
     REGISTERS,
     SLICES,
     bundled_aliases,
     is_correct_answer,
     margin_for,
+    name_variants,
+    relevant_cards,
     split_targets,
     synthesize,
     templates,
@@ -67,7 +71,9 @@ def test_targets_follow_the_intent_weights() -> None:
 def test_default_size_is_the_seed_scale(default_pairs: pd.DataFrame) -> None:
     counts = default_pairs["split"].value_counts()
     assert counts["train"] + counts["validation"] == 60_323
-    assert counts["eval"] == 6_703
+    extra = default_pairs["slice"].isin(EXTRA_EVAL_SLICES)
+    assert counts["eval"] - extra.sum() == 6_703
+    assert (default_pairs.loc[extra, "split"] == "eval").all()
     # every intent present in the configured mix
     share = default_pairs["intent"].value_counts(normalize=True)
     assert set(share.index) == set(INTENTS)
@@ -80,7 +86,7 @@ def test_margin_adds_spares_per_split_and_intent(catalog: pd.DataFrame) -> None:
     cfg = load_config("smoke").synthesis
     pairs = synthesize(catalog, cfg, margin=0.05)
     t = split_targets(cfg)
-    got = pairs.groupby(["split", "intent"]).size()
+    got = pairs[~pairs["slice"].isin(EXTRA_EVAL_SLICES)].groupby(["split", "intent"]).size()
     for s in SPLITS:
         for k in INTENTS:
             assert got.get((s, k), 0) == t[s][k] + margin_for(t[s][k], 0.05)
@@ -237,7 +243,7 @@ def test_alias_probability_is_honoured_and_answers_keep_catalog_names(catalog: p
     cfg = SynthesisConfig(n_train=1500, n_eval=100, alias_probability=p, intent_weights={"ingredient_pair": 1})
     pairs = synthesize(catalog, cfg)
     train = pairs[pairs["split"] == "train"]
-    table = synthesis._names(synthesis.catalog_aliases(catalog), cfg.heldout_fraction)
+    table = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction).aliases
     named = [(q, ing) for q, ing in _mentions(train) if table.get(ing) and table[ing].seen]
     used_alias = [any(a.lower() in q for a in table[ing].seen) and ing not in q for q, ing in named]
     share = sum(used_alias) / len(used_alias)
@@ -270,6 +276,8 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
         held = {t.text.rsplit(" ", 1)[1] for k in INTENTS for t in templates(k, cfg.heldout_fraction) if t.heldout}
     finally:
         synthesis.templates.cache_clear()
+    # hand-written questions and alias-definition pairs do not come from the wordings
+    pairs = pairs[(pairs["slice"] != "human") & (pairs["intent"] != ALIAS_INTENT)]
     tag_of = pairs["anchor"].str.extract(r"(wq\d+x)$")[0]
     assert tag_of.notna().all()
     train_val = pairs["split"] != "eval"
@@ -279,7 +287,7 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
     assert not tag_of[pairs["slice"] == "seen_wording"].isin(held).any()
 
     # held-out alternate names: none in a training question (after removing the names training may use)
-    table = synthesis._names(synthesis.catalog_aliases(catalog), cfg.heldout_fraction)
+    table = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction).aliases
     assert sum(len(n.unseen) for n in table.values()) >= 50
     rows = pairs[train_val & (pairs["intent"] == "ingredient_pair")]
     for q, ing in _mentions(rows):
@@ -296,14 +304,14 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
 def test_eval_has_the_three_slices_and_train_only_seen_wordings(cpu_pairs: pd.DataFrame) -> None:
     ev = cpu_pairs[cpu_pairs["split"] == "eval"]
     assert set(ev["slice"]) == set(SLICES)
-    assert ((ev["slice"] == "recipe_card") == (ev["intent"] == "recipe_card")).all()
+    assert (ev["slice"].isin(["recipe_card", *EXTRA_EVAL_SLICES]) == (ev["intent"] == "recipe_card")).all()
     share = (ev.loc[ev["intent"] != "recipe_card", "slice"] == "unseen_wording").mean()
     assert share == pytest.approx(load_config("cpu").synthesis.unseen_eval_fraction, abs=0.05)
     assert (cpu_pairs.loc[cpu_pairs["split"] != "eval", "slice"] == "seen_wording").all()
 
 
 def test_recipe_cards_answer_their_need(catalog: pd.DataFrame, cpu_pairs: pd.DataFrame) -> None:
-    rows = cpu_pairs[cpu_pairs["intent"] == "recipe_card"]
+    rows = cpu_pairs[(cpu_pairs["intent"] == "recipe_card") & ~cpu_pairs["slice"].isin(EXTRA_EVAL_SLICES)]
     assert len(rows) > 50
     by_name = {n: i for i, n in enumerate(catalog["name"])}
     for gid, pos, named, correct in zip(rows["group_id"], rows["positive"], rows["answer_recipes"],
@@ -343,3 +351,84 @@ def test_catalog_alias_column_is_used_in_questions_only(catalog: pd.DataFrame) -
     pairs = synthesize(cat, cfg)
     assert pairs["anchor"].str.contains("zzfoo").any()
     assert not pairs["positive"].str.contains("zzfoo").any()
+
+
+def test_unseen_ingredients_are_named_by_alternates_only_in_eval(
+    catalog: pd.DataFrame, cpu_pairs: pd.DataFrame
+) -> None:
+    cfg = load_config("cpu").synthesis
+    idx = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction)
+    held = idx.unseen_ingredients
+    assert len(held) >= 5
+    alts = {a.lower() for ing in held for a in idx.aliases[ing].unseen}
+    assert all(not idx.aliases[ing].seen for ing in held)
+    rows = cpu_pairs[cpu_pairs["slice"] == "unseen_ingredient"]
+    assert len(rows) >= 2 * len(held) and (rows["split"] == "eval").all()
+    for gid, q, correct in zip(rows["group_id"], rows["anchor"], rows["correct_recipes"], strict=True):
+        ing, alt, cuisine = gid.removeprefix("unseen_ingredient:").split("|")
+        assert ing in held and alt.lower() in q.lower()
+        # correct: every recipe with the ingredient (and the cuisine, when the question names one)
+        want = [j for j in idx.by_ingredient[ing] if cuisine == "any" or idx.cuisine_of[j] == cuisine]
+        assert list(correct) == want
+    # after removing every name training may use (catalog names and training alternates), none is left
+    allowed = {n.lower() for ing, names in idx.aliases.items() for n in (ing, *names.seen)} | set(idx.by_ingredient)
+    allowed |= {n.lower() for n in idx.names}  # recipe names ("Yaki Udon") in per-recipe questions
+    strip = re.compile("|".join(re.escape(n) for n in sorted(allowed, key=len, reverse=True)))
+    train_q = strip.sub(" ", " | ".join(cpu_pairs.loc[cpu_pairs["split"] != "eval", "anchor"].str.lower()))
+    assert not [a for a in alts if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", train_q)]
+
+
+def test_human_questions_are_in_eval_with_every_correct_card(catalog: pd.DataFrame, cpu_pairs: pd.DataFrame) -> None:
+    from pipelines.human_eval import judge, load_questions
+
+    questions = load_questions()
+    rows = cpu_pairs[cpu_pairs["slice"] == "human"]
+    assert len(rows) == len(questions) >= 300 and (rows["split"] == "eval").all()
+    assert list(rows["correct_recipes"]) == [tuple(h) for h in judge(catalog, questions)]
+    assert all(len(c) == len(r) for c, r in zip(rows["correct_cards"], rows["correct_recipes"], strict=True))
+    ev = cpu_pairs[cpu_pairs["split"] == "eval"]
+    cols = [ev[c].tolist() for c in ("intent", "positive", "answer_recipes", "correct_recipes", "correct_cards")]
+    relevant = relevant_cards(*cols)
+    for k, (intent, pos, correct) in enumerate(zip(cols[0], cols[1], cols[3], strict=True)):
+        if intent != "recipe_card":
+            assert relevant[k] == []
+            continue
+        assert relevant[k][0] == pos
+        # every card in eval whose recipe meets the need, and no other
+        cards = {t for t, i, a in zip(cols[1], cols[0], cols[2], strict=True) if i == "recipe_card" and a[0] in correct}
+        cards |= {
+            t
+            for ok, texts in zip(cols[3], cols[4], strict=True)
+            for i, t in zip(ok, texts, strict=False)
+            if i in correct
+        }
+        assert set(relevant[k]) == cards
+
+
+def test_name_variants() -> None:
+    assert name_variants("potato") == ["potatoes"]
+    assert name_variants("spring onions") == ["spring onion"]
+    assert name_variants("fresh cilantro") == ["cilantro"]
+    assert name_variants("asafoetida (hing)") == ["asafoetida", "hing"]
+    assert name_variants("chili powder") == []
+
+
+def test_names_run_both_ways_and_alias_pairs_are_train_only(catalog: pd.DataFrame) -> None:
+    base = load_config("cpu").synthesis
+    cfg = base.model_copy(update={"answer_alias_probability": 1.0, "alias_pairs": 0.1, "name_variants": True})
+    pairs = synthesize(catalog, cfg)
+    idx = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, variants=True)
+    alias = pairs[pairs["intent"] == ALIAS_INTENT]
+    assert len(alias) == round(0.1 * cfg.n_train) and set(alias["split"]) == {"train", "validation"}
+    for alt, ing in zip(alias["anchor"], alias["positive"], strict=True):
+        assert alt in idx.aliases[ing].seen
+    assert "potatoes" in idx.aliases["potato"].seen + idx.aliases["potato"].unseen
+    # answers use training names sometimes, in train only; eval answers keep the catalog's names
+    train = pairs[(pairs["split"] == "train") & (pairs["intent"] == "ingredient_pair")]
+    renamed = [not (a in p and b in p) for g, p in zip(train["group_id"], train["positive"], strict=True)
+               for a, b in [g.removeprefix("pair:").split("|")]]  # fmt: skip
+    assert 0.3 < sum(renamed) / len(renamed) < 0.9
+    ev = pairs[(pairs["split"] == "eval") & (pairs["intent"] == "ingredient_pair")]
+    for g, p in zip(ev["group_id"], ev["positive"], strict=True):
+        a, b = g.removeprefix("pair:").split("|")
+        assert a in p and b in p
