@@ -149,3 +149,115 @@ class Scores:
 
     def ap(self, dim: int) -> np.ndarray | None:
         return self.per_query_ap.get(dim)
+
+
+# --- what a run logs as MLflow metrics (the headline) and what goes to the full table --------------
+
+HEADLINE_PREFIX = "0_"
+"""The verdict keys at a glance: a digit sorts before every letter, so Compare and the chart search list
+them first (``0_map_at_100``, then ``0_map_at_100_delta_vs_base``, ``..._delta_vs_champion``, ``..._ci_low``,
+``..._ci_high``)."""
+
+PRIMARY_VALUE = "value"
+PRIMARY_DELTA_BASE = "delta_vs_base"
+PRIMARY_DELTA_CHAMPION = "delta_vs_champion"
+PRIMARY_CI_LOW = "ci_low"
+PRIMARY_CI_HIGH = "ci_high"
+
+
+def headline_key(what: str = PRIMARY_VALUE) -> str:
+    """``0_map_at_100`` (the candidate's primary metric at ``registry.primary_dim``) or
+    ``0_map_at_100_<what>`` (``delta_vs_base``, ``delta_vs_champion`` on the same eval, ``ci_low``, ``ci_high``)."""
+    stem = HEADLINE_PREFIX + mlflow_key(PRIMARY)
+    return stem if what == PRIMARY_VALUE else f"{stem}_{what}"
+
+
+GROUP_METRICS_PRIMARY_DIM = ("map@100", "ndcg@10", "mrr@10", "recall@10")
+"""Per slice and per intent, logged as metrics at the primary dim (every dim: :data:`GROUP_METRICS_EVERY_DIM`)."""
+
+GROUP_METRICS_EVERY_DIM = ("map@100",)
+
+OTHER_MODEL_METRICS = ("map@100", "ndcg@10")
+"""The base model's and the re-scored champion's metrics logged as metrics: these per dim on the whole eval,
+and at the primary dim per slice."""
+
+VALIDATION_METRICS = ("map@100",)
+"""Validation (checkpoint selection) metrics logged per dim; the rest is in the full table."""
+
+MAX_METRIC_KEYS = 250
+"""The most metric keys one run may have, so Compare and the charts stay readable."""
+
+
+def is_headline(key: str, primary_dim: int, model: str = "candidate") -> bool:
+    """Whether ``key`` (either spelling, without a model prefix) is logged as an MLflow metric for ``model``
+    ("candidate", "base", "champion" or "validation"); every other key lives only in the full table.
+
+    - candidate: every metric at every dim on the whole eval; per slice and intent
+      :data:`GROUP_METRICS_PRIMARY_DIM` at the primary dim and :data:`GROUP_METRICS_EVERY_DIM` at every dim;
+    - base and champion: :data:`OTHER_MODEL_METRICS` per dim on the whole eval and at the primary dim per slice;
+    - validation: :data:`VALIDATION_METRICS` per dim on the whole eval.
+    """
+    parsed = parse_key(key)
+    if parsed is None:
+        return False
+    kind, _group, dim, name = parsed
+    if model == "validation":
+        return kind is None and _plain(name, VALIDATION_METRICS)
+    if model == "candidate":
+        if kind is None:
+            return True
+        return _plain(name, GROUP_METRICS_EVERY_DIM) or (dim == primary_dim and _plain(name, GROUP_METRICS_PRIMARY_DIM))
+    if kind is None:
+        return _plain(name, OTHER_MODEL_METRICS)
+    return kind == "slice" and dim == primary_dim and _plain(name, OTHER_MODEL_METRICS)
+
+
+def _plain(name: str, names: Sequence[str]) -> bool:
+    return name in names
+
+
+def headline(values: Mapping[str, float] | None, primary_dim: int, model: str = "candidate") -> dict[str, float]:
+    """The part of ``values`` that :func:`is_headline` keeps for ``model``."""
+    return {k: v for k, v in (values or {}).items() if is_headline(k, primary_dim, model)}
+
+
+TABLE_COLUMNS = ("model", "split", "scope", "group", "dim", "metric", "value", "key")
+"""The full metrics table (one row per model, split, whole eval / slice / intent, dim and metric)."""
+
+
+def table_rows(models: Mapping[str, Mapping[str, float] | None], split: str = "eval") -> list[dict[str, object]]:
+    """Every metric of every model as rows of :data:`TABLE_COLUMNS`; group sizes (``slice_x_queries``) are
+    rows with metric ``queries`` and no dim; other keys keep their name as the metric."""
+    rows: list[dict[str, object]] = []
+    for model, values in models.items():
+        for key, value in sorted((values or {}).items()):
+            parsed = parse_key(key)
+            kind: str | None
+            group: str | None
+            dim: int | None
+            if parsed is not None:
+                kind, group, dim, name = parsed
+            else:
+                m = re.match(r"^(slice|intent)_(.+)_queries$", key)
+                kind, group, dim, name = (m[1], m[2], None, "queries") if m else (None, None, None, key)
+            rows.append(
+                {
+                    "model": model,
+                    "split": split,
+                    "scope": kind or "all",
+                    "group": group or "",
+                    "dim": dim,
+                    "metric": from_mlflow_key(name),
+                    "value": _table_value(value),
+                    "key": from_mlflow_key(key),
+                }
+            )
+    return rows
+
+
+def _table_value(value: object) -> float | None:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

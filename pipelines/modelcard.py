@@ -75,6 +75,13 @@ def markdown_metrics_table(
     return "\n".join(rows)
 
 
+def _delta(value: float | None, other: float | None) -> str:
+    if value is None or other is None:
+        return "-"
+    d = float(value) - float(other)
+    return f"{d:+.4f}" if math.isfinite(d) else "-"
+
+
 def _decision_lines(decision: Mapping[str, Any] | None) -> list[str]:
     from pipelines.report import format_decision, interval_text, saturation_note
 
@@ -212,23 +219,27 @@ def render_model_card(
         "",
         f"`{PRIMARY_ROW}` per dimension on the held-out eval set:",
         "",
-        "| Dimension | base | fine-tuned | Δ | champion |",
-        "|:---------:|:----:|:----------:|:-:|:--------:|",
+        "| Dimension | base | fine-tuned | Δ vs base | champion (same eval) | Δ vs champion (same eval) |",
+        "|:---------:|:----:|:----------:|:---------:|:--------------------:|:-------------------------:|",
     ]
     for d in dims:
         k = metric_key(d)
         cand = candidate.get(k)
         b = base.get(k) if base else None
-        delta = float(cand) - float(b) if cand is not None and b is not None else None
         ch = champion.get(k) if champion else None
-        delta_s = f"{delta:+.4f}" if delta is not None and math.isfinite(delta) else "-"
-        out.append(f"| {d} | {fmt(b)} | {fmt(cand)} | {delta_s} | {fmt(ch)} |")
+        out.append(f"| {d} | {fmt(b)} | {fmt(cand)} | {_delta(cand, b)} | {fmt(ch)} | {_delta(cand, ch)} |")
     out.append("")
+    if champion:
+        out += [
+            "The champion's numbers are its own model re-scored on this eval set (the one the decision uses), "
+            "not the figures on its own run.",
+            "",
+        ]
     if candidate.get(key) is not None:
         out.append(f"Primary metric: `{key}` = **{fmt(candidate.get(key))}**.")
         out.append("")
     out += _decision_lines(decision)
-    out += _group_lines(dims, primary, {"base": base, "fine-tuned": candidate, "champion": champion})
+    out += _group_lines(dims, primary, {"base": base, "fine-tuned": candidate, "champion (same eval)": champion})
     out.append("### Metrics")
     for d in dims:
         out += [
@@ -236,7 +247,7 @@ def render_model_card(
             f"* Dataset: `dim_{d}`",
             "* Evaluated with `pipelines.evaluation.evaluate_pairs` (equivalent to `InformationRetrievalEvaluator`)",
             "",
-            markdown_metrics_table(d, {"base": base, "fine-tuned": candidate, "champion": champion}),
+            markdown_metrics_table(d, {"base": base, "fine-tuned": candidate, "champion (same eval)": champion}),
             "",
         ]
     out += ["## Training Details", "### Training Dataset"]

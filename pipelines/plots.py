@@ -52,9 +52,10 @@ def plot_dim_metrics(
     series: Mapping[str, Mapping[str, float]],
     dims: Sequence[int],
     out: str | Path,
+    only: str | None = None,
 ) -> Path:
     """One panel per eval slice (and the whole eval), one line per model (``{"candidate": {...}, "base": {...}}``)
-    over dims, on a shared y axis so slices compare at a glance."""
+    over dims, on a shared y axis so slices compare at a glance. ``only``: one slice's panel alone (a small plot)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -62,8 +63,11 @@ def plot_dim_metrics(
 
     from pipelines.io import atomic_path
 
-    layout = panels(series)
-    fig, axes = plt.subplots(1, len(layout), figsize=(4.2 * len(layout), 4), squeeze=False, sharey=True)
+    layout = [p for p in panels(series) if only is None or p[3] == only]
+    if not layout:
+        raise ValueError(f"no metrics for slice {only!r} to plot")
+    width, height = (4.2, 4.0) if only is None else (3.6, 3.0)
+    fig, axes = plt.subplots(1, len(layout), figsize=(width * len(layout), height), squeeze=False, sharey=True)
     xs = list(range(len(dims)))
     for ax, (title, metric, kind, group) in zip(axes[0], layout, strict=True):
         for i, (label, values) in enumerate(series.items()):

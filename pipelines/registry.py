@@ -32,7 +32,7 @@ import numpy as np
 from pipelines import tracking
 from pipelines.bootstrap import paired_bootstrap
 from pipelines.errors import InputError, TrackingError
-from pipelines.metrics import LOAD_LINE, PRIMARY, Scores, is_saturated, metric_key
+from pipelines.metrics import LOAD_LINE, PRIMARY, Scores, headline, is_saturated, metric_key
 from pipelines.report import format_decision
 
 if TYPE_CHECKING:
@@ -341,12 +341,13 @@ def default_lock(cfg: PipelineConfig) -> AbstractContextManager[Any]:
 
 
 def _decision_tags(decision: Decision) -> dict[str, str]:
+    """The decision as tags, each said once and none empty (a missing champion or interval leaves its tag out)."""
     data = decision.to_dict()
     tags = {
         "decision": decision.label,
         "decision_reason": decision.reason[:4900],
-        "decision_line": decision.line()[:4900],
-        "decision_deltas": json.dumps(data["deltas"]),
+        "decision_line": verdict_line(decision)[:4900],
+        "decision_deltas": json.dumps(data["deltas"]) if decision.deltas else "",
         "decision_champion_version": decision.champion_version or "",
         "decision_candidate_version": decision.candidate_version or "",
         "decision_scored_against": decision.scored_against or "",
@@ -356,7 +357,57 @@ def _decision_tags(decision: Decision) -> dict[str, str]:
         tags["decision_delta"] = f"{decision.delta:+.6f}"
         tags["decision_ci_low"] = f"{decision.ci_low:.6f}" if decision.ci_low is not None else ""
         tags["decision_ci_high"] = f"{decision.ci_high:.6f}" if decision.ci_high is not None else ""
-    return tags
+    return {k: v for k, v in tags.items() if v}
+
+
+VERDICTS = ("PROMOTED", "REJECTED", "SUPERSEDED", "SKIPPED")
+"""The first word of every run's and version's description (the runs list and the version list show it)."""
+
+CHAMPION_TAG = "champion"
+"""``champion=true`` on the one run whose model holds the champion alias (runs list: ``tags.champion = 'true'``)."""
+
+
+def verdict_line(decision: Decision) -> str:
+    """The decision line starting with its verdict word: ``PROMOTED (version 7 over 6): ...`` or
+    ``REJECTED: KEPT champion (version 6): map@100 at 384 -0.0100 [...]: <reason>``."""
+    line = decision.line()
+    word = "PROMOTED" if decision.promote else "REJECTED"
+    return line if line.startswith(word) else f"{word}: {line}"
+
+
+def superseded_line(old_description: str, by_version: str) -> str:
+    """A former champion's description once ``by_version`` takes the alias (said once, however often called)."""
+    import datetime as dt
+
+    if old_description.startswith("SUPERSEDED"):
+        return old_description
+    day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    return f"SUPERSEDED by version {by_version} ({day}); was {old_description}".strip()
+
+
+def run_name_for(label: str, version: str | None, old_name: str | None) -> str:
+    """``promoted-v3-<flow run name>``, ``rejected-v4-...``, ``skipped-...``: the run name says what happened."""
+    head = f"{label}-v{version}" if version else label
+    old = old_name or ""
+    if old.startswith(f"{label}-"):
+        return old
+    return f"{head}-{old}" if old else head
+
+
+def show_verdict(c: MlflowClient, run_id: str, label: str, line: str, version: str | None = None) -> None:
+    """The run's description is its verdict line; its name starts with what happened."""
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
+
+    c.set_tag(run_id, MLFLOW_RUN_NOTE, line[:4900])
+    c.set_tag(run_id, MLFLOW_RUN_NAME, run_name_for(label, version, c.get_run(run_id).info.run_name))
+
+
+def move_champion_tag(c: MlflowClient, new_run: str, old_run: str | None) -> None:
+    """``champion=true`` on ``new_run`` only; taken off the former champion's run."""
+    c.set_tag(new_run, CHAMPION_TAG, "true")
+    if old_run and old_run != new_run:
+        with contextlib.suppress(Exception):  # a deleted run: nothing to take off
+            c.delete_tag(old_run, CHAMPION_TAG)
 
 
 def _run_tag(c: MlflowClient, run_id: str | None, key: str) -> str | None:
@@ -458,19 +509,22 @@ def promote(
                 decision = _with(decision, champion_primary=float(cp), saturated=is_saturated(float(cp)))
         try:
             tags = _decision_tags(decision)
-            if not decision.promote:
-                c.set_model_version_tag(name, v, "rejection_reason", decision.reason[:4900])
             for k, val in tags.items():
                 c.set_model_version_tag(name, v, k, val)
-            c.update_model_version(name, v, description=decision.line()[:4900])
+            c.update_model_version(name, v, description=tags["decision_line"])
             tracking.set_tags(run_id, {**tags, "registered_version": v})
+            show_verdict(c, run_id, decision.label, tags["decision_line"], v)
             if against is not None:
-                tracking.log_metrics(run_id, against.metrics, prefix="champion_")
+                tracking.log_metrics(run_id, headline(against.metrics, reg.primary_dim, "champion"), prefix="champion_")
                 _log_per_query(run_id, cand, against)
             if decision.promote:
                 if incumbent is not None:
                     c.set_registered_model_alias(name, reg.previous_alias, str(incumbent.version))
                 c.set_registered_model_alias(name, reg.champion_alias, v)
+                if incumbent is not None:
+                    was = c.get_model_version(name, str(incumbent.version)).description or ""
+                    c.update_model_version(name, str(incumbent.version), description=superseded_line(was, v)[:4900])
+                move_champion_tag(c, run_id, _version_run_id(incumbent) if incumbent is not None else None)
         except Exception as exc:
             from mlflow.exceptions import MlflowException
 

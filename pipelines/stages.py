@@ -20,7 +20,7 @@ from typing import Any
 from pipelines.config import PipelineConfig
 from pipelines.errors import RecipeEmbedError
 from pipelines.io import write_json
-from pipelines.metrics import Scores
+from pipelines.metrics import Scores, headline
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,28 @@ def run_tags(cfg: PipelineConfig) -> dict[str, str]:
     return tags
 
 
+def source_tags(flow_run_id: str | None = None) -> dict[str, str]:
+    """Who ran what, for the UI's Source and Created by columns: ``mlflow.source.name`` (the entry point),
+    ``mlflow.source.type`` (JOB for a flow run, LOCAL for the command line) and ``mlflow.user``."""
+    import getpass
+    import os
+    import sys
+
+    from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = os.environ.get("USER") or "unknown"
+    if flow_run_id:
+        source, kind = "flows/train_and_evaluate.py (Prefect flow train-and-evaluate)", "JOB"
+    else:
+        entry = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        args = [a for a in sys.argv[1:2] if not a.startswith("-")]
+        source, kind = " ".join([entry, *args]), "LOCAL"
+    return {MLFLOW_SOURCE_NAME: source, MLFLOW_SOURCE_TYPE: kind, MLFLOW_USER: user}
+
+
 def start_run_stage(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str | None = None) -> str:
     """Start the MLflow run, tagged with its owner (host, pid, pid start time, Prefect flow run id)
     so :mod:`pipelines.reconcile` can end it if its process dies."""
@@ -219,7 +241,8 @@ def start_run_stage(cfg: PipelineConfig, run_name: str | None = None, flow_run_i
     from pipelines.reconcile import owner_tags
 
     tracking.connect(cfg)
-    return tracking.start_run(cfg, run_name=run_name, tags={**run_tags(cfg), **owner_tags(flow_run_id)})
+    tags = {**run_tags(cfg), **source_tags(flow_run_id), **owner_tags(flow_run_id)}
+    return tracking.start_run(cfg, run_name=run_name, tags=tags)
 
 
 FORCE_HINT = (
@@ -289,10 +312,28 @@ SKIPPED = "skipped"
 def mark_skipped_stage(cfg: PipelineConfig, run_id: str, reason: str) -> None:
     """Tag a skipped night's run ``decision=skipped`` with the reason (filter it out in the Compare view
     with ``tags.decision != 'skipped'``)."""
-    from pipelines import tracking
+    from pipelines import registry, tracking
 
     tracking.connect(cfg)
-    tracking.set_tags(run_id, {"decision": SKIPPED, "decision_reason": reason[:4900]})
+    line = f"SKIPPED training: {reason}"
+    tracking.set_tags(run_id, {"decision": SKIPPED, "decision_reason": reason[:4900], "decision_line": line[:4900]})
+    champ = registry.champion(cfg)
+    note = line
+    if champ and champ.get("run_id"):
+        link = champion_run_link(cfg, str(champ["run_id"]))
+        note += f"\n\nChampion: version {champ['version']}, run [{champ['run_id']}]({link})"
+    registry.show_verdict(tracking.client(cfg), run_id, SKIPPED, note)
+
+
+def champion_run_link(cfg: PipelineConfig, run_id: str) -> str:
+    """The champion run's page: a full URL on a tracking server, else the UI's own link (``#/experiments/...``)."""
+    from pipelines import tracking
+
+    url = tracking_ui_url(cfg, run_id)
+    if url:
+        return url
+    exp_id = tracking.client(cfg).get_run(run_id).info.experiment_id
+    return f"#/experiments/{exp_id}/runs/{run_id}"
 
 
 def log_stage(
@@ -309,9 +350,10 @@ def log_stage(
     tracking.connect(cfg)
     tracking.log_dataset(run_id, Path(data_dir))
     tracking.log_training(run_id, Path(model_root))
-    tracking.log_metrics(run_id, candidate)
+    primary_dim = cfg.registry.primary_dim
+    tracking.log_metrics(run_id, headline(candidate, primary_dim))  # all of them: the table (log_report)
     if base:
-        tracking.log_metrics(run_id, base, prefix="base_")
+        tracking.log_metrics(run_id, headline(base, primary_dim, "base"), prefix="base_")
     return tracking.log_model(run_id, Path(model_root), cfg)
 
 
@@ -334,15 +376,18 @@ def promote_stage(
 
     tracking.connect(cfg)
 
+    scored: dict[str, Scores] = {}
+
     def evaluate(uri: str) -> Scores:
-        return score(uri) if score is not None else score_stage(cfg, uri, data_dir)
+        scored[uri] = score(uri) if score is not None else score_stage(cfg, uri, data_dir)
+        return scored[uri]
 
     decision = registry.promote(
         cfg, run_id, model_uri, candidate_scores(candidate, model_root), evaluate=evaluate, lock=lock
     )
     out = decision.to_dict()
     out["line"] = decision.line()
-    out["champion_metrics"] = tracking.read_metrics(run_id, prefix="champion_") or None
+    out["champion_metrics"] = _champion_metrics(cfg, run_id, decision, scored)
     train_result: dict[str, Any] = {}
     if model_root:
         from pipelines.training import load_train_result
@@ -359,6 +404,17 @@ def promote_stage(
         decision=out,
     )
     return out
+
+
+def _champion_metrics(cfg: PipelineConfig, run_id: str, decision: Any, scored: dict[str, Scores]) -> dict | None:
+    """Every metric of the champion re-scored on this eval (what the run logged a headline of), or None."""
+    from pipelines import tracking
+
+    name = cfg.registry.model_name
+    for version in (decision.champion_version, decision.scored_against):
+        if version and f"models:/{name}/{version}" in scored:
+            return dict(scored[f"models:/{name}/{version}"].metrics)
+    return tracking.read_metrics(run_id, prefix="champion_") or None  # a rerun: what the run holds
 
 
 def end_run_stage(run_id: str, status: str = "FINISHED") -> None:

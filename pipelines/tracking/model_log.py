@@ -17,10 +17,21 @@ if TYPE_CHECKING:
 MODEL_URI_TAG = "recipe_embed.model_uri"
 MODEL_DIR_TAG = "recipe_embed.model_dir"
 
+TRAIN_METRIC_KEYS = (
+    "train_loss",
+    "train_epoch",
+    "train_pairs_per_second",
+    "train_loop_pairs_per_second",
+    "train_checkpoint_seconds",
+    "train_seconds",
+    "train_pairs",
+)
+"""The training figures a run logs (``train_loss`` and ``train_epoch`` as step metrics)."""
+
 
 def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
     """Loss history as step metric ``train_loss``, plus pairs/s (the whole ``train()`` call and its loop
-    alone), seconds and validation metrics."""
+    alone), seconds and the validation map@100 per dim (every validation metric is in the metrics table)."""
     from mlflow.entities import Metric
 
     from pipelines.training import load_train_result
@@ -45,10 +56,14 @@ def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
         "train_seconds": result.get("seconds"),
         "train_pairs": result.get("train_pairs"),
     }
+    assert len(scalars) + 2 == len(TRAIN_METRIC_KEYS)
     log_metrics(run_id, {k: v for k, v in scalars.items() if v is not None})
     val = result.get("validation_metrics") or {}
     if isinstance(val, Mapping):
-        log_metrics(run_id, {k: v for k, v in val.items() if not isinstance(v, Mapping)}, prefix="validation_")
+        from pipelines.metrics import headline
+
+        flat = {k: v for k, v in val.items() if not isinstance(v, Mapping)}
+        log_metrics(run_id, headline(flat, 0, "validation"), prefix="validation_")  # all: the metrics table
     tags = {MODEL_DIR_TAG: str(Path(model_root).expanduser().resolve())}
     if result.get("device"):
         tags["train.device"] = str(result["device"])

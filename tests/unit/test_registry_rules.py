@@ -232,3 +232,20 @@ def test_a_drop_on_the_human_slice_keeps_a_better_candidate_out() -> None:
     # within epsilon, or a champion scored without the slice: the usual rule
     assert decide(scores(0.60, **{key: 0.40 - REG.epsilon / 2}), champ, REG, DIMS).promote
     assert decide(scores(0.60, **{key: 0.30}), scores(0.50), REG, DIMS).promote
+
+
+def test_every_description_starts_with_its_verdict_said_once() -> None:
+    from pipelines.registry import run_name_for, superseded_line, verdict_line
+
+    kept = Decision(False, "worse", {384: -0.1}, "2", "1", delta=-0.1, ci_low=-0.12, ci_high=-0.08, primary_dim=384)
+    assert verdict_line(kept).startswith("REJECTED: KEPT champion (version 1): map@100 at 384 -0.1000")
+    alone = Decision(False, "candidate has no metrics", candidate_version="1", primary_dim=384)
+    assert verdict_line(alone).startswith("REJECTED (version 1, no champion)")
+    won = Decision(True, "no champion yet", candidate_version="1", primary_dim=384)
+    assert verdict_line(won) == "PROMOTED (version 1): no champion yet"
+    once = superseded_line(verdict_line(won), "2")
+    assert once.startswith("SUPERSEDED by version 2 (") and once.endswith("was PROMOTED (version 1): no champion yet")
+    assert superseded_line(once, "3") == once
+    assert run_name_for("promoted", "1", "witty-fox") == "promoted-v1-witty-fox"
+    assert run_name_for("promoted", "1", "promoted-v1-witty-fox") == "promoted-v1-witty-fox"
+    assert run_name_for("skipped", None, None) == "skipped"

@@ -169,3 +169,12 @@ def test_skip_when_the_champion_or_the_last_evaluated_candidate_has_the_same_key
     # forced
     _skip_setup(monkeypatch, champion_tags=mine, last_tags=mine)
     assert stages.should_skip_training(load_config("smoke", sets=["registry.skip_unchanged=false"])) is None
+
+
+def test_source_tags_name_the_entry_point_and_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.argv", ["/x/.venv/bin/recipe-embed", "run", "--profile", "smoke"])
+    monkeypatch.setattr("getpass.getuser", lambda: "ana")
+    cli = stages.source_tags()
+    assert cli == {"mlflow.source.name": "recipe-embed run", "mlflow.source.type": "LOCAL", "mlflow.user": "ana"}
+    flow = stages.source_tags("0b1c")
+    assert flow["mlflow.source.type"] == "JOB" and flow["mlflow.source.name"].startswith("flows/train_and_evaluate.py")

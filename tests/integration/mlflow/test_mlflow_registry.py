@@ -55,6 +55,11 @@ def test_first_candidate_becomes_champion(mlflow_cfg: PipelineConfig, logged_mod
     assert info["metrics"]["dim_384_cosine_map@100"] == pytest.approx(0.5)
     name = mlflow_cfg.registry.model_name
     assert mv.description == d.line() == f"PROMOTED (version {d.candidate_version}): no champion yet"
+    run = c.get_run(run_id)
+    assert run.data.tags["mlflow.note.content"] == mv.description
+    assert run.data.tags[registry.CHAMPION_TAG] == "true"
+    assert run.info.run_name.startswith(f"promoted-v{d.candidate_version}")
+    assert all(v for v in run.data.tags.values()) and "decision_champion_version" not in run.data.tags
     described = c.get_registered_model(name).description
     assert "recipe-embed" in described and f'load_model("models:/{name}@champion")' in described
 
@@ -62,7 +67,7 @@ def test_first_candidate_becomes_champion(mlflow_cfg: PipelineConfig, logged_mod
 def test_better_candidate_promoted_and_old_champion_kept_as_previous(
     mlflow_cfg: PipelineConfig, logged_model_uri: str, tmp_path: Path
 ) -> None:
-    _champion_of(mlflow_cfg, logged_model_uri, scores(0.5))
+    old_run = _champion_of(mlflow_cfg, logged_model_uri, scores(0.5))
     old = alias_version(mlflow_cfg, "champion")
     better = scores(0.6)
     run_id = make_candidate(mlflow_cfg, better, logged_model_uri)
@@ -89,6 +94,11 @@ def test_better_candidate_promoted_and_old_champion_kept_as_previous(
     assert run.data.tags["decision_line"].startswith(f"PROMOTED (version {d.candidate_version} over {old}): map@100")
     mv = c.get_model_version(mlflow_cfg.registry.model_name, str(d.candidate_version))
     assert mv.description == d.line()
+    # the former champion's version says it was superseded; the champion tag moved to the new run
+    was = c.get_model_version(mlflow_cfg.registry.model_name, str(old)).description
+    assert was.startswith(f"SUPERSEDED by version {d.candidate_version} (") and f"PROMOTED (version {old})" in was
+    assert run.data.tags[registry.CHAMPION_TAG] == "true"
+    assert registry.CHAMPION_TAG not in c.get_run(old_run).data.tags
     # the paired per-query scores (candidate and re-scored champion) are kept
     import pandas as pd
 
@@ -134,10 +144,14 @@ def test_worse_candidate_rejected_and_alias_unchanged(mlflow_cfg: PipelineConfig
     assert alias_version(mlflow_cfg, "previous-champion") is None
     c = tracking.client(mlflow_cfg)
     mv = c.get_model_version(mlflow_cfg.registry.model_name, str(d.candidate_version))
-    assert mv.tags["decision"] == "rejected" and mv.tags["rejection_reason"] == d.reason
+    assert mv.tags["decision"] == "rejected" and mv.tags["decision_reason"] == d.reason
+    assert "rejection_reason" not in mv.tags
     assert json.loads(mv.tags["decision_deltas"])["384"] == pytest.approx(-0.1)
-    assert mv.description.startswith(f"KEPT champion (version {old}): map@100 at 384 -0.1000")
-    assert c.get_run(run_id).data.tags["decision"] == "rejected"
+    assert mv.description.startswith(f"REJECTED: KEPT champion (version {old}): map@100 at 384 -0.1000")
+    run = c.get_run(run_id)
+    assert run.data.tags["decision"] == "rejected" and run.data.tags["mlflow.note.content"] == mv.description
+    assert run.info.run_name.startswith(f"rejected-v{d.candidate_version}")
+    assert registry.CHAMPION_TAG not in run.data.tags
 
 
 def test_champion_is_reevaluated_not_read_from_old_metrics(mlflow_cfg: PipelineConfig, logged_model_uri: str) -> None:

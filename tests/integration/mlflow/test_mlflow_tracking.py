@@ -145,11 +145,19 @@ def test_a_run_is_complete(mlflow_cfg: PipelineConfig, saved_model_dir: Path, tm
     assert contexts["training"][1] == manifest["digests"]["train.parquet"]
     assert contexts["evaluation"][0] == manifest["digests"]["eval.parquet"][:32]
     assert run.data.tags[tracking.DATASET_DIR_TAG] == str(data_dir.resolve())
-    # artifacts: plot, metrics JSON, card
+    # artifacts: the plot and the full table at the root (where Compare lists them), metrics JSON, card
     listed = {f.path for f in c.list_artifacts(run_id, "report")}
-    assert listed == {"report/metrics.png", "report/metrics.json", "report/model-card.md"}
+    assert listed == {"report/metrics.json", "report/model-card.md"}
+    at_root = {f.path for f in c.list_artifacts(run_id)}
+    assert {"metrics.png", "metrics_table.json"} <= at_root
+    png = Path(c.download_artifacts(run_id, "metrics.png", str(tmp_path / "png")))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = mlflow.load_table("metrics_table.json", run_ids=[run_id])
+    for model, values in (("candidate", cand), ("base", base), ("champion", champ)):
+        rows = table[(table["model"] == model) & (table["split"] == "eval")]
+        assert dict(zip(rows["key"], rows["value"], strict=True)) == pytest.approx(values), model
+    assert m["0_map_at_100"] == pytest.approx(0.8) and m["0_map_at_100_delta_vs_base"] == pytest.approx(0.2)
     local = Path(c.download_artifacts(run_id, "report", str(tmp_path / "dl")))
-    assert (local / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (local / "model-card.md").read_text()
     assert "dim_384" in card and "**cosine_map@100**" in card and "learning_rate" in card
     assert json.loads((local / "metrics.json").read_text())["base"]["dim_384_cosine_map@100"] == 0.6

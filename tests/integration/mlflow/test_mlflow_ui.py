@@ -1,0 +1,200 @@
+"""The real MLflow UI, in headless Chromium, on a store made by two real smoke runs (a promoted one and a
+rejected one): the runs page shows the verdicts, the run page its decision line, Compare the plot.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package (the dev extra). Without
+them the test is skipped with the reason, and fails in CI (``CI=true``), where ``.ci/run`` installs them.
+``RECIPE_EMBED_UI_SCREENSHOTS=DIR`` also saves the pages it opens as PNGs into DIR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow_test_helpers import free_port
+
+from pipelines.config import PipelineConfig, load_config
+
+pytestmark = pytest.mark.integration
+
+PAGE_TIMEOUT_S = 180.0
+RUN_TIMEOUT_S = 1800.0
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+)
+
+
+def browser_missing() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    for exe in ("chromium", "chromedriver"):
+        if shutil.which(exe) is None:
+            return f"no `{exe}` on PATH (apt-get install -y chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (the dev extra: pip install -e '.[dev]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if why := browser_missing():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {why}")
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="recipe-embed-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(shutil.which("chromium"))
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _recipe_embed(home: Path, profile: str, *sets: str) -> None:
+    exe = Path(sys.executable).with_name("recipe-embed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    env.update(RECIPE_EMBED_HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    out = subprocess.run(
+        [str(exe), "run", "--profile", profile, *[a for s in sets for a in ("--set", s)]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert out.returncode == 0, (
+        f"recipe-embed run --profile {profile} failed:\n{out.stdout[-2000:]}{out.stderr[-3000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, list[str]]:
+    """Two trained runs, the first promoted, the second (smoke-worse) rejected; their run ids, oldest first."""
+    from pipelines import tracking
+
+    if why := browser_missing():  # the runs take minutes: not without a browser to look at them
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {why}")
+        pytest.skip(why)
+    home = tmp_path_factory.mktemp("recipe-embed-ui-home")
+    _recipe_embed(home, "smoke")
+    _recipe_embed(home, "smoke-worse")
+    cfg = load_config("smoke", overrides={"paths": {"data_dir": str(home)}})
+    tracking.connect(cfg)
+    c = tracking.client(cfg)
+    exp = c.get_experiment_by_name(cfg.tracking.experiment)
+    assert exp is not None
+    runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    return cfg, [r.info.run_id for r in runs]
+
+
+@pytest.fixture(scope="module")
+def ui(store: tuple[PipelineConfig, list[str]]) -> Iterator[str]:
+    """``mlflow server`` on a free loopback port against the store; its URL."""
+    from pipelines.tracking import resolve_tracking_uri
+
+    cfg, _ = store
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    root = Path(cfg.paths.data_dir)
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", resolve_tracking_uri(cfg)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    log_path = root / "ui-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + PAGE_TIMEOUT_S
+        while True:
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+            assert proc.poll() is None, f"mlflow server exited:\n{log_path.read_text(errors='replace')[-3000:]}"
+            assert time.monotonic() < deadline, f"mlflow server not healthy:\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+
+
+def _wait_text(driver: Any, text: str) -> None:
+    """Wait until ``text`` is in the page (the UI is a React app: it renders after load; Compare's artifact
+    list sits in a scrolled pane, so the page's text content is read, not only what is on screen)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, PAGE_TIMEOUT_S, poll_frequency=0.5).until(
+        lambda d: text in str(d.execute_script("return document.body.textContent")),
+        message=f"{text!r} never showed on {driver.current_url}",
+    )
+
+
+def _screenshot(driver: Any, name: str) -> None:
+    folder = os.environ.get("RECIPE_EMBED_UI_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def test_runs_page_shows_verdicts_and_compare_shows_the_plot(
+    browser: Any, ui: str, store: tuple[PipelineConfig, list[str]]
+) -> None:
+    from pipelines import tracking
+
+    cfg, run_ids = store
+    assert len(run_ids) == 2
+    c = tracking.client(cfg)
+    first, second = (c.get_run(r) for r in run_ids)
+    exp_id = first.info.experiment_id
+    assert first.data.tags["mlflow.note.content"].startswith("PROMOTED")
+    assert second.data.tags["mlflow.note.content"].startswith("REJECTED")
+
+    browser.get(f"{ui}/#/experiments/{exp_id}/runs")  # the experiment's own page is a GenAI overview
+    _wait_text(browser, first.info.run_name)
+    _wait_text(browser, second.info.run_name)
+    assert first.info.run_name.startswith("promoted-v1") and second.info.run_name.startswith("rejected-v2")
+    _screenshot(browser, "runs-list")
+
+    browser.get(f"{ui}/#/experiments/{exp_id}/runs/{second.info.run_id}")
+    _wait_text(browser, "REJECTED: KEPT champion (version 1)")
+
+    ids = ",".join(f'"{r}"' for r in run_ids)
+    browser.get(f'{ui}/#/compare-runs?runs=[{ids}]&experiments=["{exp_id}"]')
+    _wait_text(browser, "Artifacts")
+    _wait_text(browser, "metrics.png")
+    _screenshot(browser, "compare")
+
+    browser.get(f"{ui}/#/models/{cfg.registry.model_name}/versions/2")
+    _wait_text(browser, "REJECTED")
+    _screenshot(browser, "version")
