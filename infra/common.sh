@@ -92,7 +92,7 @@ group_pids() {
 name_pids() {
   local pid out=""
   for pid in "$@"; do
-    out+="${out:+, }pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | awk '{n = split($1, a, "/"); print a[n], $2, $3}'))"
+    out+="${out:+, }pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | awk '{n = split($1, a, "/"); print a[n], $2, $3}' | sed 's/ *$//'))"
   done
   echo "$out"
 }
