@@ -60,53 +60,108 @@ take_lock() {
 pidfile() { echo "$STATE_DIR/$1.pid"; }
 logfile() { echo "$STATE_DIR/$1.log"; }
 
-# start time of a process (field 22 of /proc/PID/stat, clock ticks since boot); fails if there is none.
-# The command name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
-proc_start() {
-  local stat rest
+# proc_field PID N: field N of /proc/PID/stat; fails if there is no such process. The command name
+# (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+proc_field() {
+  local stat rest i=$(($2 - 2))
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   rest="${stat##*) }"
   # shellcheck disable=SC2086
   set -- $rest
-  [[ -n "${20:-}" ]] || return 1
-  echo "${20}"
+  [[ -n "${!i:-}" ]] || return 1
+  echo "${!i}"
 }
 
-# PID file: "PID START_TIME". A PID is only ever signalled while its start time still matches, so a
-# PID reused by an unrelated process is never signalled.
+# start time of a process (field 22: clock ticks since boot) and its process group (field 5)
+proc_start() { proc_field "$1" 22; }
+proc_pgrp() { proc_field "$1" 5; }
+# a process that exited and is not reaped yet (state Z; a container's PID 1 may reap late) is gone
+proc_zombie() { [[ "$(proc_field "$1" 3)" == Z ]]; }
+
+# pids of the processes in process group $1 (none: prints nothing)
+group_pids() {
+  local d pg
+  for d in /proc/[0-9]*; do
+    pg="$(proc_pgrp "${d#/proc/}")" || continue
+    [[ "$pg" == "$1" ]] && ! proc_zombie "${d#/proc/}" && echo "${d#/proc/}"
+  done
+  return 0
+}
+
+# "pid 123 (uvicorn), pid 124 (python3)": the members of a group, named
+name_pids() {
+  local pid out=""
+  for pid in "$@"; do
+    out+="${out:+, }pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | awk '{n = split($1, a, "/"); print a[n], $2, $3}' | sed 's/ *$//'))"
+  done
+  echo "$out"
+}
+
+# PID file: "PID START_TIME PGID". A PID is only ever signalled while its start time still matches, so a
+# PID reused by an unrelated process is never signalled. The service owns its process group (setsid:
+# PGID = PID): its children (server workers, uvicorn) stay in it when the service itself dies, and the
+# kernel never hands that number to a new process while any of them lives.
 write_pidfile() {
-  local f start
+  local f start i
   f="$(pidfile "$1")"
   start="$(proc_start "$2")" || die "$1 (pid $2) exited at once (log: $(logfile "$1"))"
-  printf '%s %s\n' "$2" "$start" >"$f.tmp"
+  for ((i = 0; i < 40; i++)); do  # setsid runs in the child just after the fork: wait for its new group
+    [[ "$(proc_pgrp "$2" 2>/dev/null)" == "$2" ]] && break
+    sleep 0.05
+  done
+  printf '%s %s %s\n' "$2" "$start" "$2" >"$f.tmp"
   mv -f "$f.tmp" "$f"
 }
 
+# the pids still in a service's recorded process group after the service process itself died (its
+# orphans, e.g. MLflow's uvicorn after a kill -9 of `mlflow server`); nothing if the group is gone or
+# its leader is alive (a live leader is the service, or, with another start time, not ours)
+orphan_pids() {
+  local f pid start pgid
+  f="$(pidfile "$1")"
+  [[ -f "$f" ]] || return 0
+  read -r pid start pgid <"$f" || true
+  pgid="${pgid:-$pid}"
+  [[ "$pgid" =~ ^[0-9]+$ ]] || return 0
+  [[ -e "/proc/$pgid" ]] && ! proc_zombie "$pgid" && return 0
+  group_pids "$pgid"
+}
+
 # pid of a service if its PID file names a live process with the recorded start time, else nothing
-# (a stale file, or one naming a reused PID, is removed)
+# (a stale file, or one naming a reused PID, is removed; a file whose group still has orphans is kept
+# for down.sh)
 live_pid() {
   local f pid start now
   f="$(pidfile "$1")"
   [[ -f "$f" ]] || return 1
-  read -r pid start <"$f" || true
-  if [[ "$pid" =~ ^[0-9]+$ && "$start" =~ ^[0-9]+$ ]] && now="$(proc_start "$pid")" && [[ "$now" == "$start" ]]; then
+  read -r pid start _ <"$f" || true
+  if [[ "$pid" =~ ^[0-9]+$ && "$start" =~ ^[0-9]+$ ]] && now="$(proc_start "$pid")" && [[ "$now" == "$start" ]] \
+    && ! proc_zombie "$pid"; then
     echo "$pid"
     return 0
   fi
-  if [[ "$pid" =~ ^[0-9]+$ ]] && [[ -e "/proc/$pid" ]]; then
+  if [[ "$pid" =~ ^[0-9]+$ ]] && now="$(proc_start "$pid")" && [[ "$now" != "$start" ]]; then
     log "$1: PID file names pid $pid, now another process (start time ${now:-?} != ${start:-none}): not ours, ignored"
   fi
-  rm -f "$f"
+  [[ -n "$(orphan_pids "$1")" ]] || rm -f "$f"
   return 1
 }
 
-# the pid, if it is still the process recorded for the service (same start time)
-same_process() { local now; now="$(proc_start "$1")" && [[ "$now" == "$2" ]]; }
+# the pid, if it is still the process recorded for the service (same start time) and has not exited
+same_process() { local now; now="$(proc_start "$1")" && [[ "$now" == "$2" ]] && ! proc_zombie "$1"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# port_free NAME PORT VAR: die with a clear message if something else listens on the port
+# port_free NAME PORT VAR: die with a clear message if something else listens on the port; when it is
+# this service's own orphaned server, name it and give the fix
 port_free() {
+  local orphans held=""
+  orphans="$(orphan_pids "$1" | tr '\n' ' ')"
+  if [[ -n "${orphans// /}" ]]; then
+    port_open "$2" && held=", holding port $2"
+    # shellcheck disable=SC2086
+    die "$1 pid $(awk '{print $1}' "$(pidfile "$1")") died but its orphaned server still runs ($(name_pids $orphans)$held): run infra/down.sh to stop it"
+  fi
   if port_open "$2"; then
     local who=""
     command -v ss >/dev/null && who="$(ss -ltnpH "sport = :$2" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 | sed 's/users:(("//; s/",pid=/ pid /')"
@@ -159,9 +214,18 @@ wait_until() {
 # recorded start time. Removes the PID file.
 stop_service() {
   local name="$1" grace="$2"; shift 2
-  local pid start sig i
-  if ! pid="$(live_pid "$name")"; then log "$name not running"; rm -f "$(pidfile "$name")"; return 0; fi
-  read -r _ start <"$(pidfile "$name")"
+  local pid start sig i orphans
+  if ! pid="$(live_pid "$name")"; then
+    orphans="$(orphan_pids "$name" | tr '\n' ' ')"
+    if [[ -n "${orphans// /}" ]]; then
+      stop_orphans "$name" "$grace" "$orphans"
+    else
+      log "$name not running"
+    fi
+    rm -f "$(pidfile "$name")"
+    return 0
+  fi
+  read -r _ start _ <"$(pidfile "$name")"
   for sig in "$@"; do
     same_process "$pid" "$start" || break
     log "$name: SIG$sig to pid $pid"
@@ -177,7 +241,7 @@ stop_service() {
   fi
   # children left in the service's session (server workers, uvicorn) go with it: the group is named
   # by the service's pid (setsid), and is only signalled while that pid is still ours or gone
-  if ! [[ -e "/proc/$pid" ]] || same_process "$pid" "$start"; then
+  if ! [[ -e "/proc/$pid" ]] || [[ "$(proc_start "$pid")" == "$start" ]]; then  # gone, or ours (a zombie too)
     kill -s TERM -- "-$pid" 2>/dev/null || true
   fi
   for ((i = 0; i < 40; i++)); do
@@ -186,6 +250,27 @@ stop_service() {
   done
   rm -f "$(pidfile "$name")"
   log "$name stopped"
+}
+
+# stop_orphans NAME GRACE_S "PIDS": the service process died but its group lives on (e.g. MLflow's
+# uvicorn): SIGTERM the group, SIGKILL after GRACE_S. The group is the one recorded in the PID file;
+# its number cannot belong to anyone else while these processes live.
+stop_orphans() {
+  local name="$1" grace="$2" pgid i
+  read -r _ _ pgid <"$(pidfile "$name")" || true
+  [[ -n "$pgid" ]] || read -r pgid _ <"$(pidfile "$name")"
+  # shellcheck disable=SC2086
+  log "$name: its process died but its group $pgid still runs ($(name_pids $3)): SIGTERM to the group"
+  kill -s TERM -- "-$pgid" 2>/dev/null || true
+  for ((i = 0; i < grace * 4; i++)); do
+    [[ -n "$(group_pids "$pgid")" ]] || break
+    sleep 0.25
+  done
+  if [[ -n "$(group_pids "$pgid")" ]]; then
+    log "$name: group $pgid still alive: SIGKILL"
+    kill -s KILL -- "-$pgid" 2>/dev/null || true
+  fi
+  log "$name stopped (orphaned group $pgid)"
 }
 
 # --- PostgreSQL (STACK_DB=postgres): a local cluster in PG_DIR, owned by the postgres user when run as root

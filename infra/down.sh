@@ -4,7 +4,9 @@
 # The worker: SIGTERM (Prefect's worker turns it into an interrupt and stops polling), then, after
 # WORKER_STOP_GRACE_S (5), SIGINT, which its own handler turns into SIGKILL: its graceful shutdown does
 # not finish on its own. Flow runs it started run in their own sessions and are left to finish.
-# Only processes whose PID *and* start time match their PID file are ever signalled.
+# Only processes whose PID *and* start time match their PID file are ever signalled. Each server owns
+# its process group (PID file "PID START PGID"): a server whose own process died (kill -9) while its
+# children still run (MLflow's uvicorn) is named and its group stopped, so the port is freed.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 take_lock

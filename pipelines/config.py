@@ -32,7 +32,8 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # allow_inf_nan=False: every number must be finite (training.epochs=inf is an error, not a forever run)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class PathsConfig(_Frozen):
@@ -359,10 +360,16 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: cannot read config file (no such file)")
+    if not p.is_file():  # a directory, or a pipe or device that would block or never end
+        raise ConfigError(f"{p}: cannot read config file (not a regular file; use a YAML, TOML or JSON file)")
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: cannot read config file (not UTF-8 text at byte {exc.start})") from exc
     try:
         if p.suffix == ".toml":
             data: Any = tomllib.loads(text)
@@ -402,9 +409,24 @@ def load_config(
         merged = deep_merge(merged, parse_set(sets))
     merged["profile"] = name
     try:
-        return PipelineConfig.model_validate(merged)
+        cfg = PipelineConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from exc
+    check_dims_fit_model(cfg)
+    return cfg
+
+
+def check_dims_fit_model(cfg: PipelineConfig) -> None:
+    """ConfigError when ``training.matryoshka_dims`` exceed the base model's embedding dimension, read
+    from the model's config files (no weights loaded); nothing is checked when it cannot be told."""
+    from pipelines.models import model_dimension
+
+    full = model_dimension(cfg.model.base_model)
+    if full is not None and max(cfg.training.matryoshka_dims) > full:
+        raise ConfigError(
+            f"training.matryoshka_dims: {list(cfg.training.matryoshka_dims)} exceed the dimension {full} "
+            f"of model.base_model {cfg.model.base_model}"
+        )
 
 
 def choose_profile(profile: str | None, file_data: Mapping[str, Any], default: str = "default") -> str:

@@ -78,6 +78,62 @@ def storage_error(exc: OSError, path: object = None, action: str = "cannot write
     return StorageError(f"{action} {text}" if action else text)
 
 
+def write_failure(exc: BaseException, path: object) -> StorageError:
+    """A one-line :class:`StorageError` for a failed write of ``path`` by any library.
+
+    safetensors, torch and pyarrow report a full disk without an errno (``I/O error: No space left on
+    device (os error 28)``, ``file write failed``): the errno is read from the message, and when the
+    message names none and the file system holding ``path`` has no free space left, it is ENOSPC.
+    """
+    import errno as _errno
+    import os
+    import re
+
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return storage_error(exc, path)
+    text = str(exc)
+    m = re.search(r"os error (\d+)|\[Errno (\d+)\]", text)
+    if m:
+        code = int(m.group(1) or m.group(2))
+        return storage_error(OSError(code, os.strerror(code)), path)
+    if _no_space_left(path):
+        return storage_error(OSError(_errno.ENOSPC, os.strerror(_errno.ENOSPC)), path)
+    first = (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+    return StorageError(f"cannot write {path}: {first}")
+
+
+def _no_space_left(path: object) -> bool:
+    """Whether the file system holding ``path`` (or its nearest existing parent) has no free block."""
+    import os
+    from pathlib import Path
+
+    p = Path(str(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20  # under 1 MiB: no model file fits
+
+
+_INTERRUPT_NOTE = "recipe-embed: "
+
+
+def note_interrupt(exc: BaseException, text: str) -> None:
+    """Record on an interrupt (Ctrl-C) what it left behind and what to do next; the CLI prints the
+    notes of every layer it passed through, outermost first (:func:`interrupt_message`)."""
+    exc.add_note(_INTERRUPT_NOTE + text)
+
+
+def interrupt_message(exc: BaseException) -> str:
+    """``interrupted: MLflow run R ended KILLED; resume with recipe-embed train ... --resume``."""
+    notes = [n.removeprefix(_INTERRUPT_NOTE) for n in getattr(exc, "__notes__", ()) if n.startswith(_INTERRUPT_NOTE)]
+    return "interrupted" + (": " + "; ".join(reversed(notes)) if notes else "")
+
+
 class OutOfMemoryError(TrainingError):
     """The device or the host ran out of memory; retrying with the same settings would fail again."""
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pipelines.config import BUNDLED_MODEL
 from pipelines.errors import InputError
@@ -53,6 +55,61 @@ def resolve_base_model(name: str) -> str:
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise InputError(f"{name}: no such model directory")
     return name
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _local_model_dir(name: str) -> Path | None:
+    """The local directory of a base model (bundled, a path, or a hub id already in the HF cache)."""
+    try:
+        resolved = resolve_base_model(name)
+    except InputError:
+        return None
+    p = Path(resolved)
+    if p.is_dir():
+        return p
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(resolved, "modules.json")
+        if not isinstance(hit, str):
+            hit = try_to_load_from_cache(resolved, "config.json")
+    except Exception:  # no cache, a malformed id: the dimension is unknown, nothing is checked
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def model_dimension(name: str) -> int | None:
+    """The embedding dimension of base model ``name`` read from its config files, without loading
+    weights: the last Dense module's ``out_features``, else the Pooling module's
+    ``word_embedding_dimension``, else the transformer's ``hidden_size``. None when it cannot be told
+    (a hub model not in the local cache, an unusual layout)."""
+    root = _local_model_dir(name)
+    if root is None:
+        return None
+    dim: int | None = None
+    modules = _read_json(root / "modules.json")
+    for entry in modules if isinstance(modules, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        cfg = _read_json(root / str(entry.get("path", "")) / "config.json")
+        cfg = cfg if isinstance(cfg, dict) else {}
+        kind = str(entry.get("type", ""))
+        if kind.endswith("Pooling") and isinstance(cfg.get("word_embedding_dimension"), int):
+            dim = int(cfg["word_embedding_dimension"])
+        elif kind.endswith("Dense") and isinstance(cfg.get("out_features"), int):
+            dim = int(cfg["out_features"])
+    if dim is None:
+        top = _read_json(root / "config.json")
+        hidden = top.get("hidden_size") if isinstance(top, dict) else None
+        dim = int(hidden) if isinstance(hidden, int) else None
+    return dim
 
 
 def pick_device(requested: str = "auto") -> str:

@@ -58,9 +58,9 @@ FlowRunState = Callable[[str], str | None]
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "run" or "version"
+    kind: str  # "run", "flow run" or "version"
     id: str
-    action: str  # "ended", "kept", "tagged", "would end", "would tag"
+    action: str  # "ended", "kept", "tagged", "crashed", "would end", "would tag", "would crash"
     reason: str
 
     def to_dict(self) -> dict[str, str]:
@@ -163,6 +163,108 @@ def reconcile_runs(
     return out
 
 
+FLOW_NAME = "train-and-evaluate"
+RUN_ID_LABEL = "mlflow.run_id"
+"""The flow labels its flow run with its MLflow run id (``flows/train_and_evaluate.py``)."""
+
+
+def _prefect_call(
+    api_url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout_s: float = 10.0
+) -> Any:
+    """One Prefect REST call with ``urllib`` (no Prefect import here); sends ``$PREFECT_API_KEY`` if set."""
+    req = urllib.request.Request(
+        f"{api_url.rstrip('/')}{path}",
+        data=None if body is None else json.dumps(body).encode("utf-8"),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    if key := os.environ.get("PREFECT_API_KEY"):
+        req.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        return json.loads(resp.read().decode("utf-8") or "null")
+
+
+def _mlflow_run_of(c: Any, exp_id: str | None, flow_run: dict[str, Any]) -> Any:
+    """The MLflow run a flow run started (its label, else the run tagged with its id), or None."""
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    run_id = (flow_run.get("labels") or {}).get(RUN_ID_LABEL)
+    if run_id:
+        try:
+            return c.get_run(str(run_id))
+        except MlflowException:
+            pass
+    if exp_id is None:
+        return None
+    found = c.search_runs(
+        [exp_id], filter_string=f"tags.`{FLOW_RUN_TAG}` = '{flow_run['id']}'", run_view_type=ViewType.ALL, max_results=1
+    )
+    return found[0] if found else None
+
+
+def reconcile_flow_runs(cfg: PipelineConfig, api_url: str | None = None, dry_run: bool = False) -> list[Finding]:
+    """Set Crashed every Running flow run of ``train-and-evaluate`` whose process is gone.
+
+    The crash automation needs the flow run's heartbeat events; a database outage can lose them and
+    end the flow-run process without a final state, leaving it Running for ever and holding the
+    nightly deployment's concurrency slot. Its MLflow run records the host, pid and start time of that
+    process: when it ran on this host and is gone, the flow run is set Crashed through the Prefect REST
+    API (``$PREFECT_API_URL``), with a message saying why, which releases the slot. A flow run with no
+    MLflow run yet, or one owned by another host, is left alone.
+    """
+    from pipelines import tracking
+
+    api = api_url or os.environ.get("PREFECT_API_URL")
+    if not api:
+        return []
+    body = {
+        "flows": {"name": {"any_": [FLOW_NAME]}},
+        "flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}},
+        "limit": 200,
+    }
+    try:
+        flow_runs = _prefect_call(api, "POST", "/flow_runs/filter", body)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return [Finding("flow run", "-", "kept", f"Prefect API {api} not reachable ({exc})")]
+    c = tracking.client(cfg)
+    exp = c.get_experiment_by_name(cfg.tracking.experiment)
+    exp_id = str(exp.experiment_id) if exp is not None else None
+    this_host = hostname()
+    out: list[Finding] = []
+    for fr in flow_runs or []:
+        fr_id = str(fr["id"])
+        run = _mlflow_run_of(c, exp_id, fr)
+        if run is None:
+            out.append(Finding("flow run", fr_id, "kept", "no MLflow run yet: its process cannot be told"))
+            continue
+        tags = {k: v for k, v in dict(run.data.tags).items() if k != FLOW_RUN_TAG}  # judge by the process
+        end, why = judge_run(tags, None, this_host)
+        if not end:
+            out.append(Finding("flow run", fr_id, "kept", why))
+            continue
+        message = (
+            f"Crashed by recipe-embed reconcile: still Running, but {why} (MLflow run {run.info.run_id}, "
+            f"status {run.info.status})"
+        )
+        if dry_run:
+            out.append(Finding("flow run", fr_id, "would crash", why))
+            continue
+        state = {"type": "CRASHED", "name": "Crashed", "message": message}
+        try:
+            result = _prefect_call(api, "POST", f"/flow_runs/{fr_id}/set_state", {"state": state, "force": True})
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            out.append(Finding("flow run", fr_id, "kept", f"{why}; setting it Crashed failed: {exc}"))
+            continue
+        status = str((result or {}).get("status", "")).upper()
+        if status != "ACCEPT":
+            details = (result or {}).get("details") or {}
+            out.append(Finding("flow run", fr_id, "kept", f"{why}; Prefect answered {status}: {details.get('reason')}"))
+            continue
+        out.append(Finding("flow run", fr_id, "crashed", why))
+    return out
+
+
 def reconcile_versions(
     cfg: PipelineConfig, lock: Callable[[], AbstractContextManager[Any]] | None = None, dry_run: bool = False
 ) -> list[Finding]:
@@ -215,6 +317,12 @@ def reconcile(
     flow_run_state: FlowRunState | None = None,
     lock: Callable[[], AbstractContextManager[Any]] | None = None,
     dry_run: bool = False,
+    prefect_api: str | None = None,
 ) -> list[Finding]:
-    """:func:`reconcile_runs` then :func:`reconcile_versions`."""
-    return [*reconcile_runs(cfg, flow_run_state, dry_run), *reconcile_versions(cfg, lock, dry_run)]
+    """:func:`reconcile_runs`, :func:`reconcile_flow_runs` (when a Prefect API is set: ``prefect_api``
+    or ``$PREFECT_API_URL``), then :func:`reconcile_versions`."""
+    return [
+        *reconcile_runs(cfg, flow_run_state, dry_run),
+        *reconcile_flow_runs(cfg, prefect_api, dry_run),
+        *reconcile_versions(cfg, lock, dry_run),
+    ]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines import distributed
 from pipelines.config import ModelConfig, TrainingConfig
-from pipelines.errors import InputError, TrainingError
+from pipelines.errors import InputError, RecipeEmbedError, TrainingError, note_interrupt, write_failure
 from pipelines.io import read_json_object
 from pipelines.metrics import dim_prefix, primary_metric_key
 
@@ -128,6 +128,17 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
         if p.name.startswith(_CHECKPOINT_PREFIX) and _checkpoint_step(p) >= 0 and is_complete_checkpoint(p)
     ]
     return max(found, key=_checkpoint_step) if found else None
+
+
+def resume_hint(data_dir: Path, out_dir: Path) -> str:
+    """What an interrupted training can do next: resume from its last complete checkpoint, if any."""
+    last = last_complete_checkpoint(Path(out_dir) / CHECKPOINTS_SUBDIR)
+    if last is None:
+        return f"no checkpoint saved yet in {Path(out_dir) / CHECKPOINTS_SUBDIR}; start over with --overwrite"
+    return (
+        f"resume with recipe-embed train --data {data_dir} --out {out_dir} --resume "
+        f"(from {last.name}, with the same --profile/--config/--set)"
+    )
 
 
 # --- settings -----------------------------------------------------------------------------------
@@ -366,8 +377,18 @@ def _make_trainer_class() -> type:
                 return super().evaluate(*args, **kwargs)
 
         def _save_checkpoint(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            """The library's save; a failed write (a full disk) removes the half-written checkpoint,
+            so ``--resume`` never finds it, and is one :class:`StorageError` line naming it."""
             with self._clock("checkpoint_seconds"):
-                return super()._save_checkpoint(*args, **kwargs)
+                try:
+                    return super()._save_checkpoint(*args, **kwargs)
+                except RecipeEmbedError:
+                    raise
+                except Exception as exc:
+                    where = Path(str(self.args.output_dir)) / f"{_CHECKPOINT_PREFIX}{self.state.global_step}"
+                    if distributed.is_main_process():
+                        shutil.rmtree(where, ignore_errors=True)
+                    raise write_failure(exc, where) from exc
 
         def _save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             # A checkpoint needs the weights, not the library's generated README (about 0.3 s a save on
@@ -531,6 +552,11 @@ def _install_model(model: SentenceTransformer, target: Path) -> Path:
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
+    except Exception as exc:  # a full disk: one line naming the model dir; the old model stays
+        if old.exists() and not target.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, target)
+        raise write_failure(exc, target) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
@@ -672,6 +698,9 @@ def train(
     try:
         with _quiet_progress_bars(quiet), attention_context(train_cfg.attention_backend, device):
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except KeyboardInterrupt as exc:
+        note_interrupt(exc, resume_hint(data_dir, out_dir))
+        raise
     except TrainingError:
         raise
     except (RuntimeError, ValueError) as exc:

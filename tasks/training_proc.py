@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import lifeline
-from pipelines.errors import OutOfMemoryError, TrainingError
+from pipelines.errors import OutOfMemoryError, StorageError, TrainingError
 
 TERM_GRACE_S = 10.0
 """Seconds between SIGTERM and SIGKILL when stopping the child (a cancel ends it within 30 s)."""
@@ -184,7 +184,8 @@ def train_in_subprocess(
 ) -> str:
     """Train in a child process; return the model root dir (the model is in ``<root>/model``).
 
-    Raises :class:`TrainingError` on a non-zero exit (its last output lines in the message) and
+    Raises :class:`TrainingError` on a non-zero exit (its last output lines in the message),
+    :class:`StorageError` with the child's own line when it could not write (a full disk), and
     :class:`TrainingTimeout` past ``timeout_s``.
     """
     log = logger or logging.getLogger("recipe_embed.training")
@@ -206,6 +207,9 @@ def train_in_subprocess(
     finally:
         config_file.unlink(missing_ok=True)
     if code != 0:
+        errors = [ln.split("recipe-embed: error:", 1)[1].strip() for ln in tail if "recipe-embed: error:" in ln]
+        if code == 1 and errors and errors[-1].startswith("cannot write "):
+            raise StorageError(errors[-1])  # a full disk: the child's own line, word for word
         message = exit_message(code, tail, log_file)
         if "out of memory" in message.lower():
             raise OutOfMemoryError(message)

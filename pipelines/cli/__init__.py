@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import Any, NoReturn
 
 import typer
+from typer._click import Context
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors its own click
+from typer.core import TyperGroup
 
 from pipelines.cli import _common, data, model, pipeline, recover, registry
 
+
+class _OneLineUsageErrors(TyperGroup):
+    """A usage error (a missing option value, an unknown option) is one stderr line and exit 2, like
+    every other bad input, instead of the usage box; no arguments at all still prints the help."""
+
+    @staticmethod
+    def _one_line(exc: UsageError) -> NoReturn:
+        if isinstance(exc, NoArgsIsHelpError):
+            raise exc
+        where = exc.ctx.command_path if exc.ctx is not None else "recipe-embed"
+        with contextlib.suppress(OSError):
+            typer.echo(f"recipe-embed: error: {exc.format_message()} (see {where} --help)", err=True)
+        raise typer.Exit(2) from exc
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            self._one_line(exc)
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:  # raised while parsing the subcommand's own options
+            self._one_line(exc)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="recipe-embed",
     help="Keep a recipe-search embedding model fresh: synthesize, validate, train, evaluate, promote.",
     no_args_is_help=True,
@@ -17,7 +50,7 @@ app = typer.Typer(
 )
 
 
-@app.callback()
+@app.callback(cls=_OneLineUsageErrors)
 def _root() -> None:
     """recipe-embed: synthesize -> validate -> train -> evaluate -> track -> promote."""
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from pipelines.config import PROFILE_CHOICES, ConfigError, PipelineConfig, load_config
-from pipelines.errors import RecipeEmbedError, storage_error
+from pipelines.errors import RecipeEmbedError, interrupt_message, storage_error
 
 HANDLED = (RecipeEmbedError, ConfigError, OSError)
 """OSError: disk full, read-only, permission denied -> one line with the path and the cause, exit 1."""
@@ -56,6 +56,10 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except HANDLED as exc:
             die(exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C: what it ended and how to go on, then 128 + SIGINT
+            with contextlib.suppress(OSError):
+                typer.echo(interrupt_message(exc), err=True)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, note_interrupt
 from pipelines.tracking.connection import client, ensure_experiment
 
 if TYPE_CHECKING:
@@ -87,11 +87,16 @@ def run_guard(run_id: str, end_on_success: bool = True) -> Iterator[str]:
         installed = True
     try:
         yield run_id
-    except (KeyboardInterrupt, RunKilled):
+    except (KeyboardInterrupt, RunKilled) as exc:
         if not ended:
             ended = True
-            with contextlib.suppress(Exception):
+            try:
                 end_run(run_id, "KILLED")
+                note_interrupt(exc, f"MLflow run {run_id} ended KILLED")
+            except Exception:
+                note_interrupt(exc, f"MLflow run {run_id} could not be ended (recipe-embed reconcile ends it)")
+        else:
+            note_interrupt(exc, f"MLflow run {run_id} ended KILLED")
         raise
     except BaseException as exc:
         clean_exit = isinstance(exc, SystemExit) and exc.code in (0, None)
