@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from pipelines.cli import _common, data, model, pipeline, recover, registry
+from pipelines.cli import _common, data, model, pipeline, recover, registry, search
 
 app = typer.Typer(
     name="recipe-embed",
@@ -28,6 +28,7 @@ model.register(app)
 registry.register(app)
 recover.register(app)
 pipeline.register(app)
+search.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

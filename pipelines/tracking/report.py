@@ -23,6 +23,7 @@ def log_report(
     manifest: Mapping[str, Any] | None,
     train_result: Mapping[str, Any] | None,
     decision: Mapping[str, Any] | None = None,
+    serving: Mapping[str, Any] | None = None,
 ) -> None:
     """Artifacts: ``report/metrics.png``, ``report/metrics.json`` and ``report/model-card.md``."""
     from pipelines.io import write_json, write_text
@@ -50,7 +51,9 @@ def log_report(
             out / "metrics.json",
         )
         write_text(
-            render_model_card(cfg, candidate, base, champion, manifest or {}, train_result or {}, decision),
+            render_model_card(
+                cfg, candidate, base, champion, manifest or {}, train_result or {}, decision, serving=serving
+            ),
             out / "model-card.md",
         )
         client().log_artifacts(run_id, str(out), artifact_path="report")
