@@ -419,6 +419,7 @@ def score_ir(
             normalize=normalize,
             k=k,
             rescore_multiplier=serving.rescore_multiplier,
+            float32_ap=per_query_ap,
         )
     return Scores({**results, **grouped}, per_query_ap, serving=grid)
 

@@ -142,12 +142,17 @@ def resolve_model(cfg: PipelineConfig, model: str | None) -> ServedModel:
 
 
 def load_served(served: ServedModel) -> SentenceTransformer:
+    """The SentenceTransformer itself (for a downloaded MLflow model: its flavor's data directory,
+    ``model.sentence_transformer/``, loaded without importing the pyfunc machinery)."""
+    from pipelines.evaluation import load_model
+
+    data = served.path / "model.sentence_transformer"
+    if data.is_dir():
+        return load_model(str(data))
     if (served.path / "MLmodel").exists():
         import mlflow.sentence_transformers
 
         return mlflow.sentence_transformers.load_model(str(served.path))
-    from pipelines.evaluation import load_model
-
     return load_model(str(served.path))
 
 

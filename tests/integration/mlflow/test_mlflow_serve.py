@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -73,6 +74,8 @@ def test_models_serve_answers_with_encode_embeddings(
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=embedded_store, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # the scoring server execs `uvicorn` by name: the venv's bin must be on PATH, as when it is activated
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     cmd = [*_mlflow_cmd(), "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     log_path = tmp_path / "serve.log"
