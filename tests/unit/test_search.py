@@ -74,3 +74,9 @@ def test_card_text() -> None:
         }
     )
     assert card_text(row) == "Tofu Pad Thai: thai, 25 min, vegan. Ingredients: tofu, rice noodles."
+
+
+def test_no_champion_yet_is_exit_2(tmp_path: Path) -> None:
+    got = _cli("quick vegan thai dinner with tofu", home=tmp_path)  # a fresh store: nothing registered
+    assert got.returncode == 2, got.stderr
+    assert "no champion yet" in got.stderr.strip().splitlines()[-1]
