@@ -136,6 +136,14 @@ def _rescored(query_fp32: np.ndarray, coarse: np.ndarray, stored: np.ndarray, k:
     return out
 
 
+def _break_ties(scores: np.ndarray) -> np.ndarray:
+    """Integer-valued scores (int8 dot products, minus Hamming distances) minus ``column / n``: the same
+    order, with ties broken by ascending column (corpus id) as the evaluation does, so its ranking never
+    falls back to a full sort of tied rows. In float64, where ``1 / n`` stays exact next to the scores."""
+    n = scores.shape[1]
+    return scores.astype(np.float64) - np.arange(n, dtype=np.float64) / n
+
+
 def serving_grid(
     q_full: torch.Tensor,
     c_full: torch.Tensor,
@@ -183,7 +191,9 @@ def serving_grid(
                     scores = quantized_scores(qq, cq, precision)
                     if rescore:
                         scores = _rescored(qn, scores, rescore_values(cq, precision, ranges, d), k, rescore_multiplier)
-                ap = average_precision(hits_of(torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))))
+                    else:
+                        scores = _break_ties(scores)
+                ap = average_precision(hits_of(torch.from_numpy(np.ascontiguousarray(scores))))
             cells.append(
                 {
                     "dim": int(d),
