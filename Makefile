@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/input_pipeline.py
+	$(BIN)/python bench/search_bench.py
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache

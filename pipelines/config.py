@@ -235,6 +235,22 @@ class NotifyConfig(_Frozen):
     )
 
 
+class ServingConfig(_Frozen):
+    max_relative_loss: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        description="Recommend the smallest setting whose map@100 is within this share of fp32 at the largest dim.",
+    )
+    calibration_texts: int = Field(
+        256, ge=2, description="Train positives encoded to calibrate the int8 ranges (never eval texts)."
+    )
+    rescore_multiplier: int = Field(
+        4, ge=1, description="Rescoring: retrieve k x this with small vectors, rescore with fp32."
+    )
+    grid: bool = Field(True, description="Compute the serving grid (precision x dim) in every evaluation.")
+
+
 class PipelineConfig(_Frozen):
     profile: str = "default"
     paths: PathsConfig = PathsConfig()
@@ -247,6 +263,7 @@ class PipelineConfig(_Frozen):
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
     notify: NotifyConfig = NotifyConfig()
+    serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:

@@ -12,6 +12,7 @@ evaluator's ``ndcg@10``); it is not one of the card's metrics and :func:`evaluat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,15 @@ def _as_model(model: str | Path | SentenceTransformer, device: str | None) -> Se
     return model
 
 
+@dataclass(frozen=True)
+class ServingGrid:
+    """Ask :func:`score_ir` for the serving grid: int8 calibration texts (train-split documents, never
+    eval; none: no int8 columns) and the rescoring multiplier."""
+
+    calibration_texts: Sequence[str] = ()
+    rescore_multiplier: int = 4
+
+
 # --- fast path ----------------------------------------------------------------------------------
 
 
@@ -304,8 +314,12 @@ def score_ir(
     device: str | None = None,
     progress: bool = False,
     attention_backend: str = "auto",
+    serving: ServingGrid | None = None,
 ) -> Scores:
     """:func:`evaluate_ir` plus per-group metrics and the per-query average precision at each dim.
+
+    ``serving``: also the serving grid (:mod:`pipelines.serving`) from the same encode, with its
+    calibration texts (train-split documents) encoded once more; it lands in ``Scores.serving``.
 
     ``groups``: ``{("slice", "unseen_wording"): bool mask over queries, ...}``. A group's metrics are
     the same per-query values as the whole eval's (each query still ranks the whole corpus), averaged
@@ -346,6 +360,11 @@ def score_ir(
     with attention_context(attention_backend, str(st.device)):
         q_full = st.encode_query([queries[q] for q in qids], **common)
         c_full = st.encode_document([corpus[c] for c in cids], **common)
+        cal_full = (
+            st.encode_document(list(serving.calibration_texts), **common)
+            if serving is not None and serving.calibration_texts
+            else None
+        )
     dims = _check_dims(dims, int(q_full.shape[1]))
 
     max_rel = max(len(relevant[q]) for q in qids)
@@ -386,7 +405,32 @@ def score_ir(
         per_query_ap[d] = per_query[PRIMARY]
     for kind, group in masks:
         grouped[size_key(kind, group)] = float(masks[(kind, group)].sum())
-    return Scores({**results, **grouped}, per_query_ap)
+    grid = None
+    if serving is not None:
+        from pipelines.serving import serving_grid
+
+        def hits_of(scores: torch.Tensor) -> np.ndarray:
+            blocks = []
+            for start in range(0, len(qids), rows_per_chunk):
+                ranked = _ranked_top_k(scores[start : start + rows_per_chunk], k)
+                block_rel = rel_t[start : start + rows_per_chunk].cpu()
+                blocks.append((ranked.unsqueeze(2) == block_rel.unsqueeze(1)).any(dim=2).numpy())
+            return np.concatenate(blocks, axis=0)
+
+        grid = serving_grid(
+            q_full,
+            c_full,
+            cal_full,
+            dims,
+            hits_of,
+            lambda hits: _per_query_from_hits(hits, n_relevant)[PRIMARY],
+            {group: m for (kind, group), m in masks.items() if kind == "slice"},
+            normalize=normalize,
+            k=k,
+            rescore_multiplier=serving.rescore_multiplier,
+            float32_ap=per_query_ap,
+        )
+    return Scores({**results, **grouped}, per_query_ap, serving=grid)
 
 
 def eval_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
@@ -432,8 +476,10 @@ def score_pairs(
     device: str | None = None,
     progress: bool = False,
     attention_backend: str = "auto",
+    serving: ServingGrid | None = None,
 ) -> Scores:
-    """:func:`evaluate_pairs` plus per-query average precision (row order of ``pairs``) at each dim."""
+    """:func:`evaluate_pairs` plus per-query average precision (row order of ``pairs``) at each dim
+    (and the serving grid when ``serving`` is given)."""
     queries, corpus, relevant = build_ir_data(pairs)
     if len(queries) != len(pairs):
         raise EvaluationError(f"built {len(queries)} queries from {len(pairs)} pairs")
@@ -448,6 +494,7 @@ def score_pairs(
         device=device,
         progress=progress,
         attention_backend=attention_backend,
+        serving=serving,
     )
 
 

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -146,6 +147,8 @@ class Scores:
 
     metrics: dict[str, float]
     per_query_ap: dict[int, np.ndarray] = field(default_factory=dict)
+    serving: dict[str, Any] | None = None
+    """The serving grid (:mod:`pipelines.serving`) when the evaluation computed one."""
 
     def ap(self, dim: int) -> np.ndarray | None:
         return self.per_query_ap.get(dim)

@@ -23,6 +23,7 @@ from pipelines.metrics import (
     metric_key,
     size_key,
 )
+from pipelines.serving import serving_card_lines
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
@@ -180,6 +181,7 @@ def render_model_card(
     manifest: Mapping[str, Any],
     train_result: Mapping[str, Any],
     decision: Mapping[str, Any] | None = None,
+    serving: Mapping[str, Any] | None = None,
 ) -> str:
     """The card as Markdown (``decision``: :meth:`pipelines.registry.Decision.to_dict`, when there was one)."""
     t = cfg.training
@@ -240,6 +242,7 @@ def render_model_card(
         out.append("")
     out += _decision_lines(decision)
     out += _group_lines(dims, primary, {"base": base, "fine-tuned": candidate, "champion (same eval)": champion})
+    out += serving_card_lines(serving)
     out.append("### Metrics")
     for d in dims:
         out += [

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipelines.metrics import PRIMARY, SATURATION, groups_in, lookup
+from pipelines.serving import grid_text
 
 METRICS = ("map@100", "ndcg@10", "mrr@10")
 COLUMNS = ("candidate", "champion", "base")
@@ -201,6 +202,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     lines += _md_group_table(group_rows(metrics, dims, "slice"), "slice")
     primary = [report["primary_dim"]] if report.get("primary_dim") in dims else list(dims)[:1]
     lines += _md_group_table(group_rows(metrics, primary, "intent"), "intent")
+    lines += grid_text((report.get("decision") or {}).get("serving"), markdown=True)
     deltas = (report.get("decision") or {}).get("deltas")
     if deltas:
         lines += [
@@ -230,6 +232,7 @@ def to_text(report: Mapping[str, Any]) -> str:
     rows = metric_rows(metrics, dims)
     out = _text_table(rows, ("dim", 4, ">"), ("metric", 8, "<"), "   (eval split)")
     out += _text_table(group_rows(metrics, dims, "slice"), ("group", 16, "<"), ("dim", 4, ">"), f"   (eval {PRIMARY})")
+    out += grid_text((report.get("decision") or {}).get("serving"))
     out.append(f"synthesis: {report.get('synthesis')} ({report.get('data_dir')})")
     note = saturation_note(report.get("decision"))
     if note:

@@ -6,6 +6,7 @@ never live models, so a stage can run in another process (a Prefect task, a chil
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -153,11 +154,14 @@ def evaluate_stage(cfg: PipelineConfig, model: str, data_dir: str, out_json: str
     precision goes beside it (:func:`pipelines.evaluation.per_query_path`) for the promotion rule.
     """
     from pipelines.evaluation import per_query_path, write_per_query
+    from pipelines.serving import grid_path
 
     pairs, scores = _score(cfg, model, data_dir)
     if out_json:
         write_json(scores.metrics, out_json)
         write_per_query(scores, per_query_path(out_json), pairs)
+        if scores.serving is not None:
+            write_json(scores.serving, grid_path(out_json))
     return scores.metrics
 
 
@@ -171,10 +175,19 @@ def _score(cfg: PipelineConfig, model: str, data_dir: str) -> tuple[Any, Scores]
     from pipelines.stdio import detach_broken_stdio
 
     detach_broken_stdio()  # a dead worker's pipe must not fail the evaluation
+    from pipelines.serving import serving_request, with_recommendation
+
     pairs = load_pairs(Path(data_dir) / "eval.parquet")
     scores = score_pairs(
-        model, pairs, cfg.evaluation.dims, cfg.evaluation.batch_size, attention_backend=cfg.training.attention_backend
+        model,
+        pairs,
+        cfg.evaluation.dims,
+        cfg.evaluation.batch_size,
+        attention_backend=cfg.training.attention_backend,
+        serving=serving_request(cfg.serving, Path(data_dir)),
     )
+    if scores.serving is not None:
+        scores = dataclasses.replace(scores, serving=with_recommendation(scores.serving, cfg.serving.max_relative_loss))
     return pairs, scores
 
 
@@ -373,6 +386,7 @@ def promote_stage(
     ``score(uri)``: how a model is scored on the eval split (default :func:`score_stage`)."""
     from pipelines import registry, tracking
     from pipelines.datasets import read_manifest
+    from pipelines.serving import read_grid
 
     tracking.connect(cfg)
 
@@ -388,6 +402,12 @@ def promote_stage(
     out = decision.to_dict()
     out["line"] = decision.line()
     out["champion_metrics"] = _champion_metrics(cfg, run_id, decision, scored)
+    grid = read_grid(Path(model_root) / "eval_metrics.json") if model_root else None
+    if grid is not None:
+        from pipelines.tracking.serving import log_serving
+
+        log_serving(run_id, grid, cfg.registry.model_name, decision.candidate_version)
+        out["serving"] = grid
     train_result: dict[str, Any] = {}
     if model_root:
         from pipelines.training import load_train_result
@@ -402,6 +422,7 @@ def promote_stage(
         manifest=read_manifest(Path(data_dir)),
         train_result=train_result,
         decision=out,
+        serving=grid,
     )
     return out
 

@@ -11,7 +11,7 @@ from typer._click import Context
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors its own click
 from typer.core import TyperGroup
 
-from pipelines.cli import _common, data, model, pipeline, recover, registry
+from pipelines.cli import _common, data, model, pipeline, recover, registry, search
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -61,6 +61,7 @@ model.register(app)
 registry.register(app)
 recover.register(app)
 pipeline.register(app)
+search.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

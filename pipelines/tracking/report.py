@@ -37,6 +37,7 @@ def log_report(
     manifest: Mapping[str, Any] | None,
     train_result: Mapping[str, Any] | None,
     decision: Mapping[str, Any] | None = None,
+    serving: Mapping[str, Any] | None = None,
 ) -> None:
     """Artifacts: the plots ``metrics.png`` and ``metrics_slice_<slice>.png`` and the full table
     ``metrics_table.json`` at the root (where Compare lists them), ``report/metrics.json`` and
@@ -71,7 +72,9 @@ def log_report(
             out / "metrics.json",
         )
         write_text(
-            render_model_card(cfg, candidate, base, champion, manifest or {}, train_result or {}, decision),
+            render_model_card(
+                cfg, candidate, base, champion, manifest or {}, train_result or {}, decision, serving=serving
+            ),
             out / "model-card.md",
         )
         c = client()
