@@ -96,8 +96,9 @@ ensure_server() {  # NAME PORT HEALTH_URL CMD...
 }
 
 # database URLs (with the password) go through the environment, not the command line
+# the UI's own API URL: without it the Prefect UI on any port but 4200 asks 4200 and shows no run
 ensure_server prefect "$PREFECT_PORT" "$PREFECT_HEALTH" \
-  env PREFECT_API_DATABASE_CONNECTION_URL="$PREFECT_DB_URL" \
+  env PREFECT_API_DATABASE_CONNECTION_URL="$PREFECT_DB_URL" PREFECT_UI_API_URL="http://127.0.0.1:${PREFECT_PORT}/api" \
   "${BIN}prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
 
 ensure_server mlflow "$MLFLOW_PORT" "$MLFLOW_HEALTH" \

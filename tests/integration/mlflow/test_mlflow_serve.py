@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _mlflow_cmd, _stop_group
 from mlflow_test_helpers import free_port
 
 from pipelines.config import load_config
+from tests.integration.conftest import _mlflow_cmd, _stop_group
 
 SERVE_START_TIMEOUT_S = 240.0
 QUERIES = ["quick vegan thai dinner with tofu", "Gluten-free desserts with almonds under 30 minutes?"]

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,56 +22,18 @@ import pytest
 from mlflow_test_helpers import free_port
 
 from pipelines.config import PipelineConfig, load_config
+from tests.integration.browser import PAGE_TIMEOUT_S, chromium, require_browser, wait_text
 
 pytestmark = pytest.mark.integration
 
-PAGE_TIMEOUT_S = 180.0
 RUN_TIMEOUT_S = 1800.0
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,900",
-)
-
-
-def browser_missing() -> str | None:
-    """Why the browser test cannot run here, or None."""
-    for exe in ("chromium", "chromedriver"):
-        if shutil.which(exe) is None:
-            return f"no `{exe}` on PATH (apt-get install -y chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (the dev extra: pip install -e '.[dev]')"
-    return None
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if why := browser_missing():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {why}")
-        pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="recipe-embed-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(shutil.which("chromium"))
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=opts)
-    try:
+    require_browser()
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _recipe_embed(home: Path, profile: str, *sets: str) -> None:
@@ -98,10 +58,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, lis
     """Two trained runs, the first promoted, the second (smoke-worse) rejected; their run ids, oldest first."""
     from pipelines import tracking
 
-    if why := browser_missing():  # the runs take minutes: not without a browser to look at them
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {why}")
-        pytest.skip(why)
+    require_browser()  # the runs take minutes: not without a browser to look at them
     home = tmp_path_factory.mktemp("recipe-embed-ui-home")
     _recipe_embed(home, "smoke")
     _recipe_embed(home, "smoke-worse")
@@ -149,17 +106,6 @@ def ui(store: tuple[PipelineConfig, list[str]]) -> Iterator[str]:
             os.killpg(proc.pid, 9)
 
 
-def _wait_text(driver: Any, text: str) -> None:
-    """Wait until ``text`` is in the page (the UI is a React app: it renders after load; Compare's artifact
-    list sits in a scrolled pane, so the page's text content is read, not only what is on screen)."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(driver, PAGE_TIMEOUT_S, poll_frequency=0.5).until(
-        lambda d: text in str(d.execute_script("return document.body.textContent")),
-        message=f"{text!r} never showed on {driver.current_url}",
-    )
-
-
 def _screenshot(driver: Any, name: str) -> None:
     folder = os.environ.get("RECIPE_EMBED_UI_SCREENSHOTS")
     if folder:
@@ -181,20 +127,20 @@ def test_runs_page_shows_verdicts_and_compare_shows_the_plot(
     assert second.data.tags["mlflow.note.content"].startswith("REJECTED")
 
     browser.get(f"{ui}/#/experiments/{exp_id}/runs")  # the experiment's own page is a GenAI overview
-    _wait_text(browser, first.info.run_name)
-    _wait_text(browser, second.info.run_name)
+    wait_text(browser, first.info.run_name)
+    wait_text(browser, second.info.run_name)
     assert first.info.run_name.startswith("promoted-v1") and second.info.run_name.startswith("rejected-v2")
     _screenshot(browser, "runs-list")
 
     browser.get(f"{ui}/#/experiments/{exp_id}/runs/{second.info.run_id}")
-    _wait_text(browser, "REJECTED: KEPT champion (version 1)")
+    wait_text(browser, "REJECTED: KEPT champion (version 1)")
 
     ids = ",".join(f'"{r}"' for r in run_ids)
     browser.get(f'{ui}/#/compare-runs?runs=[{ids}]&experiments=["{exp_id}"]')
-    _wait_text(browser, "Artifacts")
-    _wait_text(browser, "metrics.png")
+    wait_text(browser, "Artifacts")
+    wait_text(browser, "metrics.png")
     _screenshot(browser, "compare")
 
     browser.get(f"{ui}/#/models/{cfg.registry.model_name}/versions/2")
-    _wait_text(browser, "REJECTED")
+    wait_text(browser, "REJECTED")
     _screenshot(browser, "version")

@@ -3,9 +3,10 @@
 One test, so the slow deployment runs serve both checks: a small HTTP receiver on a free loopback port is the
 alert webhook; then the smoke deployment runs twice (Promoted, then Skipped), smoke-worse once (Rejected), a
 run fails (its data dir cannot be created) and a run is killed with its worker (Crashed). Each run's state
-name and message are read through the Prefect API, the latest report artifact per deployment, and the
-receiver gets exactly one message per run, in order, naming the run. The runs use their own registered model
-and experiment, so they do not depend on what other tests did to the stack's champion.
+name and message are read through the Prefect API and seen in the Prefect UI's runs list (headless Chromium),
+as is the latest report artifact per deployment, and the receiver gets exactly one message per run, in order,
+naming the run. The runs use their own registered model and experiment, so they do not depend on what other
+tests did to the stack's champion.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.browser import chromium, require_browser, wait_text
 from tests.integration.prefect.test_deployments import ENDED, kill_host
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
@@ -142,6 +144,15 @@ def test_states_reports_and_one_alert_per_run(stack, receiver, tmp_path) -> None
     assert manual_card["description"].startswith("Rejected")
     assert {"evaluate-candidate", "evaluate-base"} <= _task_names(stack, promoted["id"])
     assert {"evaluate-candidate", "evaluate-base", "evaluate-champion"} <= _task_names(stack, rejected["id"])
+
+    # the Prefect UI's runs list shows the outcomes by name, as a person sees them (headless Chromium)
+    require_browser()
+    with chromium() as driver:
+        driver.get(stack.api.removesuffix("/api") + "/runs")
+        for done in (promoted, skipped, rejected):
+            wait_text(driver, done["name"])  # the flow run's name, then its state name beside it
+        for state_name in ("Promoted", "Skipped", "Rejected"):
+            wait_text(driver, state_name)
 
     # a host crash: the worker and the flow-run process die; the crash automation marks the run Crashed
     long = {**own, "training": {"device": "cpu", "seed": 21, "epochs": 20}}
