@@ -53,18 +53,28 @@ def _recipe_embed(home: Path, profile: str, *sets: str) -> None:
     )
 
 
+def _store_uri(cfg: PipelineConfig) -> str:
+    """The runs' own sqlite store. Not ``tracking.resolve_tracking_uri``: that prefers ``$MLFLOW_TRACKING_URI``,
+    which ``mlflow.set_tracking_uri`` in an earlier test of the session may have left pointing elsewhere."""
+    return f"sqlite:///{Path(cfg.paths.mlflow_db).resolve()}"
+
+
+def _client(cfg: PipelineConfig) -> Any:
+    from mlflow import MlflowClient
+
+    uri = _store_uri(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, list[str]]:
     """Two trained runs, the first promoted, the second (smoke-worse) rejected; their run ids, oldest first."""
-    from pipelines import tracking
-
     require_browser()  # the runs take minutes: not without a browser to look at them
     home = tmp_path_factory.mktemp("recipe-embed-ui-home")
     _recipe_embed(home, "smoke")
     _recipe_embed(home, "smoke-worse")
     cfg = load_config("smoke", overrides={"paths": {"data_dir": str(home)}})
-    tracking.connect(cfg)
-    c = tracking.client(cfg)
+    c = _client(cfg)
     exp = c.get_experiment_by_name(cfg.tracking.experiment)
     assert exp is not None
     runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
@@ -74,13 +84,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, lis
 @pytest.fixture(scope="module")
 def ui(store: tuple[PipelineConfig, list[str]]) -> Iterator[str]:
     """``mlflow server`` on a free loopback port against the store; its URL."""
-    from pipelines.tracking import resolve_tracking_uri
-
     cfg, _ = store
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     root = Path(cfg.paths.data_dir)
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", resolve_tracking_uri(cfg)]
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", _store_uri(cfg)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -116,11 +124,9 @@ def _screenshot(driver: Any, name: str) -> None:
 def test_runs_page_shows_verdicts_and_compare_shows_the_plot(
     browser: Any, ui: str, store: tuple[PipelineConfig, list[str]]
 ) -> None:
-    from pipelines import tracking
-
     cfg, run_ids = store
     assert len(run_ids) == 2
-    c = tracking.client(cfg)
+    c = _client(cfg)
     first, second = (c.get_run(r) for r in run_ids)
     exp_id = first.info.experiment_id
     assert first.data.tags["mlflow.note.content"].startswith("PROMOTED")
