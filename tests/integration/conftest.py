@@ -209,12 +209,38 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 SERVER_START_TIMEOUT_S = 180.0
 
 
-def _healthy(url: str) -> bool:
+def _answers(url: str) -> bool:
+    """``url`` answers 200 (a server's /health or /ping)."""
     try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def running_server(
+    cmd: list[str], *, ready_url: str, log_path: Path, env: dict[str, str], cwd: Path, what: str,
+    timeout_s: float = SERVER_START_TIMEOUT_S,
+) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """Start ``cmd`` in a session of its own (output to ``log_path``), wait until ``ready_url`` answers 200,
+    yield it, then stop its process group. The test fails, with the log's tail, when the server exits first
+    or does not answer within ``timeout_s``."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _answers(ready_url):
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"{what} exited with {proc.returncode} before {ready_url} answered:\n{tail}")
+            if time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"{what} did not answer {ready_url} within {timeout_s:.0f} s:\n{tail}")
+            time.sleep(0.5)
+        yield proc
+    finally:
+        _stop_group(proc)
 
 
 def _mlflow_cmd() -> list[str]:
@@ -245,22 +271,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PYTHONUNBUFFERED"] = "1"
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no GenAI job runner/huey workers
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"mlflow server exited with {proc.returncode} before /health answered:\n{tail}")
-            if time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"mlflow server not healthy within {SERVER_START_TIMEOUT_S:.0f} s:\n{tail}")
-            time.sleep(0.5)
+    with running_server(
+        cmd, ready_url=url + "/health", log_path=root / "server.log", env=env, cwd=root, what="mlflow server"
+    ):
         yield url
-    finally:
-        _stop_group(proc)
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:

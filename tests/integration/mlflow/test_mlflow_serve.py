@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -21,18 +19,10 @@ import pytest
 from mlflow_test_helpers import free_port
 
 from pipelines.config import load_config
-from tests.integration.conftest import _mlflow_cmd, _stop_group
+from tests.integration.conftest import _mlflow_cmd, running_server
 
 SERVE_START_TIMEOUT_S = 240.0
 QUERIES = ["quick vegan thai dinner with tofu", "Gluten-free desserts with almonds under 30 minutes?"]
-
-
-def _ping(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def _post(url: str, body: dict[str, object]) -> dict[str, object]:
@@ -78,24 +68,16 @@ def test_models_serve_answers_with_encode_embeddings(
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     cmd = [*_mlflow_cmd(), "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
-        while not _ping(url):
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"mlflow models serve not ready in {SERVE_START_TIMEOUT_S:.0f} s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
+    with running_server(
+        cmd,
+        ready_url=url + "/ping",
+        log_path=tmp_path / "serve.log",
+        env=env,
+        cwd=tmp_path,
+        what="mlflow models serve",
+        timeout_s=SERVE_START_TIMEOUT_S,
+    ):
         answer = _post(url, {"inputs": QUERIES})
-    finally:
-        _stop_group(proc)
 
     got = np.asarray(answer["predictions"], dtype=np.float64)
     model = SentenceTransformer(str(saved_model_dir), device="cpu")

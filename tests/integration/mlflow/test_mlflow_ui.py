@@ -8,12 +8,9 @@ them the test is skipped with the reason, and fails in CI (``CI=true``), where `
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from mlflow_test_helpers import free_port
 
 from pipelines.config import PipelineConfig, load_config
 from tests.integration.browser import PAGE_TIMEOUT_S, chromium, require_browser, wait_text
+from tests.integration.conftest import _mlflow_cmd, running_server
 
 pytestmark = pytest.mark.integration
 
@@ -88,30 +86,15 @@ def ui(store: tuple[PipelineConfig, list[str]]) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     root = Path(cfg.paths.data_dir)
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", _store_uri(cfg)]
+    cmd = [*_mlflow_cmd(), "server", "--backend-store-uri", _store_uri(cfg)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    log_path = root / "ui-server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + PAGE_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-            assert proc.poll() is None, f"mlflow server exited:\n{log_path.read_text(errors='replace')[-3000:]}"
-            assert time.monotonic() < deadline, f"mlflow server not healthy:\n{log_path.read_text()[-3000:]}"
-            time.sleep(0.5)
+    with running_server(
+        cmd, ready_url=url + "/health", log_path=root / "ui-server.log", env=env, cwd=root, what="mlflow server",
+        timeout_s=PAGE_TIMEOUT_S,
+    ):  # fmt: skip
         yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
 
 
 def _screenshot(driver: Any, name: str) -> None:
