@@ -21,7 +21,7 @@ from prefect.states import Completed, State
 
 from flows import outcome as out
 from pipelines import report as rpt
-from pipelines import stages
+from pipelines import sequence, stages
 from pipelines.config import (
     AUTO,
     PROFILE_CHOICES,
@@ -34,6 +34,8 @@ from pipelines.config import (
     read_config_file,
 )
 from tasks import stages as t
+from tasks.stages import PromotionFailed as PromotionFailed  # re-exported: the run's Failed message
+from tasks.stages import promotion_lock
 
 if TYPE_CHECKING:
     ProfileChoice = str
@@ -134,18 +136,6 @@ def config_from_parameters(profile: str = "auto", overrides: dict[str, Any] | No
         raise ConfigError(f"invalid flow parameters: {exc}") from None
 
 
-def _synthesize(cfg: PipelineConfig) -> tuple[str, bool]:
-    """Run the cached synthesis task; return (dataset dir, whether it came from the cache)."""
-    task = t.synthesize.with_options(result_storage=t.result_storage_for(cfg))
-    state = task(cfg, return_state=True)
-    data_dir = str(state.result())
-    cached = state.name == "Cached"
-    if cached and not stages.dataset_is_complete(Path(data_dir)):  # cached path deleted or altered
-        state = task.with_options(refresh_cache=True)(cfg, return_state=True)
-        data_dir, cached = str(state.result()), False
-    return data_dir, cached
-
-
 @flow(
     name="train-and-evaluate",
     description="Synthesize -> validate -> fine-tune -> evaluate -> log to MLflow -> promote the champion.",
@@ -169,72 +159,16 @@ def train_and_evaluate(
     logger = get_run_logger()
     cfg = config_from_parameters(profile, overrides)
     logger.info("config: profile %s, data under %s", cfg.profile, cfg.paths.data_dir)
-
-    t.reconcile(cfg)  # end runs left RUNNING by dead processes before starting ours
-    flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
-    run_id = t.start_run(cfg, run_name=run_name or runtime.flow_run.name or None, flow_run_id=flow_run_id)
-    _remember_run(run_id)
-
-    data_dir, cached = _synthesize(cfg)
-    logger.info("synthesis %s: %s", "cached" if cached else "computed", data_dir)
-    report: dict[str, Any] = {
-        "profile": cfg.profile,
-        "run_id": run_id,
-        "flow_run": runtime.flow_run.name,
-        "data_dir": data_dir,
-        "synthesis": "cached" if cached else "computed",
-        "dims": list(cfg.evaluation.dims),
-        "primary_dim": cfg.registry.primary_dim,
-        "skipped": None,
-        "decision": None,
-        "model_uri": None,
-        "metrics": {"candidate": None, "champion": None, "base": None},
-    }
-
-    reason = t.skip_check(cfg)
-    if reason:
-        logger.info("skipping training: %s", reason)
-        t.mark_skipped(cfg, run_id, reason)
-        report["skipped"] = reason
-    else:
-        model_root = t.train(cfg, data_dir, str(stages.default_model_root(cfg)))
-        candidate = t.evaluate(cfg, model_root, data_dir, str(Path(model_root) / "eval_metrics.json"), role="candidate")
-        base = (
-            t.evaluate(cfg, cfg.model.base_model, data_dir, str(Path(model_root) / "base_metrics.json"), role="base")
-            if cfg.evaluation.evaluate_base
-            else None
-        )
-        model_uri = t.log_to_mlflow(cfg, run_id, data_dir, model_root, candidate, base)
-        try:
-            decision = t.promote(
-                cfg,
-                run_id,
-                model_uri,
-                data_dir,
-                candidate,
-                lock=t.promotion_lock(cfg),
-                base=base,
-                model_root=model_root,
-            )
-        except Exception as exc:  # the run ends Failed with this line as its state message
-            raise PromotionFailed(f"promotion failed: {type(exc).__name__}: {exc}") from exc
-        report.update(model_root=model_root, model_uri=model_uri, decision=decision)
-        report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
-
-    t.end_run(run_id, "FINISHED")
-    try:
-        from pipelines.tracking import resolve_tracking_uri
-
-        report["tracking_uri"] = resolve_tracking_uri(cfg)
-        report["mlflow_url"] = stages.tracking_ui_url(cfg, run_id)
-    except Exception as exc:  # a missing link must not fail a finished run
-        logger.warning("no MLflow link: %s", exc)
-        report["mlflow_url"] = None
+    report = sequence.run_stages(
+        cfg,
+        t.FLOW_RUNNER,
+        run_name=run_name or runtime.flow_run.name or None,
+        flow_run_id=str(runtime.flow_run.id) if runtime.flow_run.id else None,
+        lock=promotion_lock(cfg),
+        on_run_started=_remember_run,
+    )
+    report["flow_run"] = runtime.flow_run.name
     return _finish(cfg, report)
-
-
-class PromotionFailed(RuntimeError):
-    """The promote task failed (after its retries): the run is Failed, not Completed."""
 
 
 def _finish(cfg: PipelineConfig, report: dict[str, Any]) -> State[dict[str, Any]]:

@@ -27,11 +27,11 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipelines import childproc, lifeline
 from pipelines.errors import InputError, TrainingError
 
 TORCHRUN_MODULE = "torch.distributed.run"
@@ -84,7 +84,7 @@ def setup_rank(device: str) -> int:
         return 1
     if device == "mps":
         raise InputError("training.nproc_per_node > 1 needs CUDA or CPU ranks, not mps")
-    _die_with_parent(signal.SIGKILL)
+    lifeline.set_pdeathsig(signal.SIGKILL)
     if device.startswith("cuda"):
         import torch
 
@@ -250,56 +250,44 @@ def failure_message(output: str, code: int) -> tuple[str, int]:
     return f"torchrun exited with code {code}", 1
 
 
-def _die_with_parent(sig: int) -> None:  # pragma: no cover - trivial, Linux only
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
-
-
 def run_torchrun(argv: Sequence[str], nproc: int, *, grace_s: float = 30.0) -> None:
     """Run ``argv`` under torchrun with ``nproc`` ranks, echoing its output; raise on failure.
 
     The agent stays in this process group, so a group-wide SIGTERM/SIGKILL (a task timeout or a
     cancel) reaches it; it stops its ranks, which also die with it if it is killed. If this process
-    alone is interrupted, the agent is asked to stop and waited for. A failed run raises one
-    :class:`TrainingError` (exit code of the failing rank's error when it had one).
+    alone is interrupted, the agent is asked to stop and waited for. A failed run raises the error the
+    failing rank recorded, with its type (:mod:`pipelines.childproc`), else one :class:`TrainingError`.
     """
-    cmd = torchrun_command(argv, nproc)
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=launch_env(nproc),
-        preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
-    )
-    assert proc.stdout is not None
-    tail = bytearray()
-    out = sys.stdout.buffer
+    with childproc.error_file() as err_file:
+        env = {**launch_env(nproc), childproc.ERROR_FILE_ENV: str(err_file)}
+        proc = childproc.start(torchrun_command(argv, nproc), stdout=subprocess.PIPE, env=env, die_with_parent=True)
+        assert proc.stdout is not None
+        tail = bytearray()
+        out = sys.stdout.buffer
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        def on_term(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        while chunk := os.read(proc.stdout.fileno(), 65536):
-            out.write(chunk)
-            out.flush()
-            tail += chunk
-            del tail[:-65536]
-        code = proc.wait()
-    except KeyboardInterrupt:
-        _stop(proc, grace_s)
-        raise TrainingError(f"distributed training on {nproc} ranks was interrupted") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if proc.poll() is None:
-            _stop(proc, grace_s)
+        previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            while chunk := os.read(proc.stdout.fileno(), 65536):
+                out.write(chunk)
+                out.flush()
+                tail += chunk
+                del tail[:-65536]
+            code = proc.wait()
+        except KeyboardInterrupt:
+            childproc.stop(proc, grace_s, group=False, first_wait_s=5.0)
+            raise TrainingError(f"distributed training on {nproc} ranks was interrupted") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if proc.poll() is None:
+                childproc.stop(proc, grace_s, group=False, first_wait_s=5.0)
+        recorded = childproc.read_error(err_file) if code != 0 else None
     if code != 0:
         message, exit_code = failure_message(tail.decode("utf-8", errors="replace"), code)
-        err = TrainingError(f"distributed training on {nproc} ranks failed: {message}")
+        kind = type(recorded) if isinstance(recorded, TrainingError) else TrainingError
+        err = kind(f"distributed training on {nproc} ranks failed: {message}")
         err.exit_code = exit_code
         raise err
 
@@ -312,25 +300,5 @@ def train_under_torchrun(
     The config reaches the ranks as a temporary JSON file (``--config``), so every rank resolves exactly
     the caller's config; the file is removed afterwards.
     """
-    fd, name = tempfile.mkstemp(prefix="recipe-embed-config-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(cfg.model_dump(mode="json"), fh, indent=2)
-    try:
-        argv = [sys.executable, "-m", "pipelines.cli", "train", "--data", str(data_dir), "--out", str(out_dir)]
-        argv += ["--config", name, *(["--resume"] if resume else []), *(["--overwrite"] if overwrite else [])]
-        run_torchrun(argv, nproc)
-    finally:
-        Path(name).unlink(missing_ok=True)
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """Give the agent a moment (it may have the same signal already), then TERM, then KILL."""
-    for sig, wait_s in ((None, 5.0), (signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
-        if sig is not None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    with childproc.config_file(cfg) as cfg_file:
+        run_torchrun(childproc.train_command(data_dir, out_dir, cfg_file, resume=resume, overwrite=overwrite), nproc)

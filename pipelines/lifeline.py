@@ -69,7 +69,8 @@ def parent_env(pid: int | None = None) -> dict[str, str]:
     return env
 
 
-def _set_pdeathsig(sig: int) -> None:
+def set_pdeathsig(sig: int) -> None:
+    """Ask the kernel for ``sig`` when this process's parent dies (Linux ``PR_SET_PDEATHSIG``; a no-op elsewhere)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -102,9 +103,9 @@ def install(poll_s: float = 1.0) -> threading.Thread | None:
     if os.getppid() == parent:
         if os.getpgrp() == os.getpid() and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _on_term)  # parent gone or a cancel: end the whole group now
-            _set_pdeathsig(signal.SIGTERM)
+            set_pdeathsig(signal.SIGTERM)
         else:
-            _set_pdeathsig(signal.SIGKILL)
+            set_pdeathsig(signal.SIGKILL)
     if not is_alive(parent, start):  # died before we got here
         _end_self()
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -21,76 +18,12 @@ from typing import Any
 from pipelines.config import PipelineConfig
 from pipelines.errors import RecipeEmbedError
 from pipelines.io import write_json
+from pipelines.keys import dataset_key, run_tags, source_tags, training_key
 from pipelines.metrics import Scores, headline
 
 log = logging.getLogger(__name__)
 
-TAG_PREFIX = "recipe_embed."
-
 Lock = Callable[[], AbstractContextManager[Any]]
-
-
-# --- keys --------------------------------------------------------------------------------------
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def dataset_key(cfg: PipelineConfig) -> str:
-    """Digest of everything that shapes the dataset: data config, tokenizer limit, catalog bytes."""
-    from pipelines.catalog import catalog_digest
-
-    relevant = {
-        "synthesis": cfg.synthesis.model_dump(mode="json"),
-        "validation": cfg.validation.model_dump(mode="json"),
-        "catalog": str(cfg.catalog.path.resolve()) if cfg.catalog.path else None,
-        "model": cfg.model.model_dump(mode="json"),
-        "catalog_digest": catalog_digest(cfg.catalog),
-    }
-    return _digest(relevant)[:16]
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("recipe-embed")
-    except PackageNotFoundError:
-        import pipelines
-
-        return str(getattr(pipelines, "__version__", "unknown"))
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The commit of the checkout this code runs from, or None outside a git checkout."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and len(commit) == 40 else None
-
-
-def training_key(cfg: PipelineConfig) -> str:
-    """Digest of what decides the trained model: data key + model + training + evaluation config, and
-    the code (package version, plus its git commit when it runs from a checkout)."""
-    relevant = {
-        "dataset": dataset_key(cfg),
-        "model": cfg.model.model_dump(mode="json"),
-        "training": cfg.training.model_dump(mode="json"),
-        "evaluation": cfg.evaluation.model_dump(mode="json"),
-        "code": {"version": package_version(), "commit": git_commit()},
-    }
-    return _digest(relevant)[:16]
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -128,22 +61,28 @@ def default_model_root(cfg: PipelineConfig) -> Path:
     return cfg.paths.models_dir / f"{stamp}-{training_key(cfg)}"
 
 
-def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, resume: bool = False) -> str:
+def train_model(
+    cfg: PipelineConfig, data_dir: str | Path, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> Any:
+    """Fine-tune into ``out_dir``: in this process, or as ``training.nproc_per_node`` torchrun ranks.
+
+    Returns the :class:`~pipelines.training.TrainResult` of this process, or None when the ranks ran
+    in child processes. An out-of-memory failure is an :class:`~pipelines.errors.OutOfMemoryError`.
+    """
     from pipelines import distributed
-    from pipelines.errors import is_out_of_memory, out_of_memory
     from pipelines.training import train
 
-    root = Path(out_dir) if out_dir else default_model_root(cfg)
     nproc = distributed.resolve_nproc(cfg.training.nproc_per_node, cfg.training.device)
-    if nproc > 1 and not distributed.in_torchrun():  # training.nproc_per_node ranks under torchrun
-        distributed.train_under_torchrun(cfg, data_dir, root, nproc, resume=resume)
-        return str(root)
-    try:
-        train(Path(data_dir), root, cfg.model, cfg.training, resume=resume, progress=True)
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            raise out_of_memory(exc, cfg.training.per_device_batch_size) from exc
-        raise
+    if nproc > 1 and not distributed.in_torchrun():  # re-run the train command as nproc ranks
+        distributed.train_under_torchrun(cfg, data_dir, out_dir, nproc, resume=resume, overwrite=overwrite)
+        return None
+    return train(Path(data_dir), Path(out_dir), cfg.model, cfg.training, resume=resume, progress=True)
+
+
+def train_stage(cfg: PipelineConfig, data_dir: str, out_dir: str | None = None, resume: bool = False) -> str:
+    """:func:`train_model` into ``out_dir`` (default: a new dir under ``paths.models_dir``); return that dir."""
+    root = Path(out_dir) if out_dir else default_model_root(cfg)
+    train_model(cfg, data_dir, root, resume=resume)
     return str(root)
 
 
@@ -205,46 +144,29 @@ def candidate_scores(candidate: dict[str, float], model_root: str | None) -> Sco
 # --- tracking and registry ---------------------------------------------------------------------
 
 
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
+def reconcile_stage(
+    cfg: PipelineConfig, flow_run_state: Callable[[str], str | None] | None = None, lock: Lock | None = None
+) -> list[dict[str, str]]:
+    """End runs left RUNNING by dead processes and settle undecided versions (:mod:`pipelines.reconcile`).
 
-
-def run_tags(cfg: PipelineConfig) -> dict[str, str]:
-    from pipelines.catalog import catalog_digest
-
-    tags = {
-        f"{TAG_PREFIX}profile": cfg.profile,
-        f"{TAG_PREFIX}catalog_digest": catalog_digest(cfg.catalog),
-        f"{TAG_PREFIX}dataset_key": dataset_key(cfg),
-        f"{TAG_PREFIX}training_key": training_key(cfg),
-        f"{TAG_PREFIX}base_model": cfg.model.base_model,
-        f"{TAG_PREFIX}package_version": package_version(),
-    }
-    commit = git_commit()
-    if commit:
-        tags[GIT_COMMIT_TAG] = commit
-    return tags
-
-
-def source_tags(flow_run_id: str | None = None) -> dict[str, str]:
-    """Who ran what, for the UI's Source and Created by columns: ``mlflow.source.name`` (the entry point),
-    ``mlflow.source.type`` (JOB for a flow run, LOCAL for the command line) and ``mlflow.user``."""
-    import getpass
-    import os
-    import sys
-
-    from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+    Housekeeping never fails the pipeline: an error comes back as one ``kind=error`` finding."""
+    from pipelines import reconcile as rc
+    from pipelines import tracking
 
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = os.environ.get("USER") or "unknown"
-    if flow_run_id:
-        source, kind = "flows/train_and_evaluate.py (Prefect flow train-and-evaluate)", "JOB"
-    else:
-        entry = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-        args = [a for a in sys.argv[1:2] if not a.startswith("-")]
-        source, kind = " ".join([entry, *args]), "LOCAL"
-    return {MLFLOW_SOURCE_NAME: source, MLFLOW_SOURCE_TYPE: kind, MLFLOW_USER: user}
+        tracking.connect(cfg)
+        findings = rc.reconcile(cfg, flow_run_state=flow_run_state, lock=lock)
+    except Exception as exc:
+        log.warning("reconcile failed: %s: %s", type(exc).__name__, exc)
+        return [{"kind": "error", "id": "", "action": "none", "reason": f"{type(exc).__name__}: {exc}"}]
+    return [f.to_dict() for f in findings]
+
+
+def findings_text(findings: list[dict[str, str]]) -> list[str]:
+    """One line per finding that changed something (``run R ended (owner gone)``)."""
+    return [
+        f"reconcile: {f['kind']} {f['id']} {f['action']} ({f['reason']})" for f in findings if f["action"] != "kept"
+    ]
 
 
 def start_run_stage(cfg: PipelineConfig, run_name: str | None = None, flow_run_id: str | None = None) -> str:
@@ -256,97 +178,6 @@ def start_run_stage(cfg: PipelineConfig, run_name: str | None = None, flow_run_i
     tracking.connect(cfg)
     tags = {**run_tags(cfg), **source_tags(flow_run_id), **owner_tags(flow_run_id)}
     return tracking.start_run(cfg, run_name=run_name, tags=tags)
-
-
-FORCE_HINT = (
-    "to retrain anyway, set registry.skip_unchanged=false (`--set registry.skip_unchanged=false`, or flow "
-    'overrides {"registry": {"skip_unchanged": false}}), or change the config, e.g. --set training.seed=N'
-)
-
-
-def last_evaluated_run(cfg: PipelineConfig) -> Any | None:
-    """The most recent run of the experiment with a promotion decision (promoted or rejected), or None."""
-    from pipelines import tracking
-
-    c = tracking.client(cfg)
-    exp = c.get_experiment_by_name(cfg.tracking.experiment)
-    if exp is None:
-        return None
-    found: list[Any] = []
-    for label in ("promoted", "rejected"):
-        found += c.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.decision = '{label}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-    return max(found, key=lambda r: r.info.start_time) if found else None
-
-
-def should_skip_training(cfg: PipelineConfig) -> str | None:
-    """A reason to skip when the champion or the last evaluated candidate (promoted or rejected) was
-    trained with this training key (catalog, data, model, training and evaluation config, code version
-    and commit) and base model; else None. ``registry.skip_unchanged=false`` turns the skip off."""
-    from pipelines import registry, tracking
-
-    if not cfg.registry.skip_unchanged:
-        return None
-    tracking.connect(cfg)
-    mine = run_tags(cfg)
-    keys = [f"{TAG_PREFIX}{k}" for k in ("catalog_digest", "training_key", "base_model")]
-
-    def same(tags: dict[str, str]) -> bool:
-        return all(tags.get(k) == mine[k] for k in keys)
-
-    c = tracking.client(cfg)
-    champ = registry.champion(cfg)
-    if champ and champ.get("run_id"):
-        tags = c.get_run(champ["run_id"]).data.tags
-        if same(tags):
-            return (
-                f"champion v{champ['version']} (run {champ['run_id']}) was trained with the same training key "
-                f"{mine[keys[1]]} (catalog, config, code and base model); {FORCE_HINT}"
-            )
-    last = last_evaluated_run(cfg)
-    if last is not None and same(last.data.tags):
-        tags = last.data.tags
-        version = tags.get("registered_version")
-        what = f"v{version} " if version else ""
-        return (
-            f"the last evaluated candidate {what}(run {last.info.run_id}, {tags.get('decision')}) was trained with "
-            f"the same training key {mine[keys[1]]} (catalog, config, code and base model); {FORCE_HINT}"
-        )
-    return None
-
-
-SKIPPED = "skipped"
-
-
-def mark_skipped_stage(cfg: PipelineConfig, run_id: str, reason: str) -> None:
-    """Tag a skipped night's run ``decision=skipped`` with the reason (filter it out in the Compare view
-    with ``tags.decision != 'skipped'``)."""
-    from pipelines import registry, tracking
-
-    tracking.connect(cfg)
-    line = f"SKIPPED training: {reason}"
-    tracking.set_tags(run_id, {"decision": SKIPPED, "decision_reason": reason[:4900], "decision_line": line[:4900]})
-    champ = registry.champion(cfg)
-    note = line
-    if champ and champ.get("run_id"):
-        link = champion_run_link(cfg, str(champ["run_id"]))
-        note += f"\n\nChampion: version {champ['version']}, run [{champ['run_id']}]({link})"
-    registry.show_verdict(tracking.client(cfg), run_id, SKIPPED, note)
-
-
-def champion_run_link(cfg: PipelineConfig, run_id: str) -> str:
-    """The champion run's page: a full URL on a tracking server, else the UI's own link (``#/experiments/...``)."""
-    from pipelines import tracking
-
-    url = tracking_ui_url(cfg, run_id)
-    if url:
-        return url
-    exp_id = tracking.client(cfg).get_run(run_id).info.experiment_id
-    return f"#/experiments/{exp_id}/runs/{run_id}"
 
 
 def log_stage(
@@ -459,59 +290,3 @@ def tracking_ui_url(cfg: PipelineConfig, run_id: str) -> str | None:
     exp_id = MlflowClient(uri).get_run(run_id).info.experiment_id
     base = os.environ.get("MLFLOW_UI_URL") or uri
     return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
-
-
-# --- the whole pipeline without Prefect ---------------------------------------------------------
-
-
-def run_pipeline(
-    cfg: PipelineConfig,
-    *,
-    run_name: str | None = None,
-    echo: Callable[[str], None] = print,
-    lock: Lock | None = None,
-) -> dict:
-    """synthesize -> validate -> train -> evaluate -> log -> promote, in this process.
-
-    Returns the same report dict as the Prefect flow (see :mod:`pipelines.report`). ``lock``: the
-    promotion lock factory (default: the file lock keyed by the tracking URI, :mod:`pipelines.locks`).
-    """
-    from pipelines import tracking
-
-    run_id = start_run_stage(cfg, run_name=run_name)
-    echo(f"MLflow run {run_id} at {tracking.resolve_tracking_uri(cfg)}")
-    report: dict[str, Any] = {
-        "profile": cfg.profile,
-        "run_id": run_id,
-        "dims": list(cfg.evaluation.dims),
-        "skipped": None,
-        "primary_dim": cfg.registry.primary_dim,
-        "tracking_uri": tracking.resolve_tracking_uri(cfg),
-    }
-    with tracking.run_guard(run_id):
-        echo("[1/5] synthesize + validate")
-        already = dataset_is_complete(cfg.paths.datasets_dir / dataset_key(cfg))
-        data_dir = synthesize_stage(cfg)
-        report.update(data_dir=data_dir, synthesis="cached" if already else "computed")
-        from pipelines.models import pick_device
-
-        device = pick_device(cfg.training.device)
-        echo(f"[2/5] train on {device}: batch {cfg.training.per_device_batch_size}, {cfg.training.epochs:g} epoch(s)")
-        model_root = train_stage(cfg, data_dir)
-        echo("[3/5] evaluate candidate and base model")
-        candidate = evaluate_stage(cfg, model_root, data_dir, str(Path(model_root) / "eval_metrics.json"))
-        base = (
-            evaluate_stage(cfg, cfg.model.base_model, data_dir, str(Path(model_root) / "base_metrics.json"))
-            if cfg.evaluation.evaluate_base
-            else None
-        )
-        echo("[4/5] log to MLflow")
-        model_uri = log_stage(cfg, run_id, data_dir, model_root, candidate, base)
-        echo("[5/5] champion/challenger")
-        decision = promote_stage(
-            cfg, run_id, model_uri, data_dir, candidate, lock=lock, base=base, model_root=model_root
-        )
-        report.update(model_root=model_root, model_uri=model_uri, decision=decision)
-        report["metrics"] = {"candidate": candidate, "champion": decision.get("champion_metrics"), "base": base}
-        report["mlflow_url"] = tracking_ui_url(cfg, run_id)
-    return report

@@ -2,7 +2,7 @@
 
 Policy per task:
 
-- services (MLflow) -> declared retries; training -> no retries (a child process, see training_proc);
+- services (MLflow) -> declared retries; training -> no retries (a child process, :mod:`pipelines.childproc`);
 - anything handed a client, a lock or a model -> ``cache_policy=NONE``;
 - synthesis (which validates) -> cached by ``stages.dataset_key(cfg)`` (config + catalog digest) with
   persisted results, so a rerun on the same inputs is a ``Cached`` state and a changed byte is not;
@@ -23,11 +23,11 @@ from prefect.cache_policies import NONE
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
-from pipelines import stages
+from pipelines import sequence, skip, stages
+from pipelines.childproc import train_in_subprocess
 from pipelines.config import PipelineConfig
 from tasks.locks import PROMOTION_LOCK as PROMOTION_LOCK  # re-exported: the flow uses t.promotion_lock
 from tasks.locks import promotion_lock as promotion_lock
-from tasks.training_proc import train_in_subprocess
 
 TRAIN_TIMEOUT_S = float(os.environ.get("RECIPE_EMBED_TRAIN_TIMEOUT_S", 6 * 3600))
 """Training child deadline; the task's own timeout adds a minute for the clean stop."""
@@ -127,22 +127,16 @@ def prefect_flow_run_state(flow_run_id: str) -> str | None:
 
 
 @task(name="reconcile", cache_policy=NONE, timeout_seconds=600)
-def reconcile(cfg: PipelineConfig) -> list[dict[str, str]]:
+def reconcile(cfg: PipelineConfig, lock: sequence.Lock | None = None) -> list[dict[str, str]]:
     """End runs left RUNNING by dead processes and settle undecided versions; never fails the flow."""
-    from pipelines import reconcile as rc
-    from pipelines import tracking
-
-    logger = get_run_logger()
-    try:
-        tracking.connect(cfg)
-        findings = rc.reconcile(cfg, flow_run_state=prefect_flow_run_state, lock=promotion_lock(cfg))
-    except Exception as exc:  # reconciliation is housekeeping: report it, go on with the run
-        logger.warning("reconcile failed: %s: %s", type(exc).__name__, exc)
-        return [{"kind": "error", "id": "", "action": "none", "reason": f"{type(exc).__name__}: {exc}"}]
+    findings = stages.reconcile_stage(cfg, prefect_flow_run_state, lock or promotion_lock(cfg))
+    logger = _logger()
+    for line in stages.findings_text(findings):
+        logger.info("%s", line)
     for f in findings:
-        if f.action != "kept":
-            logger.info("reconcile: %s %s %s (%s)", f.kind, f.id, f.action, f.reason)
-    return [f.to_dict() for f in findings]
+        if f["kind"] == "error":
+            logger.warning("reconcile failed: %s", f["reason"])
+    return findings
 
 
 @task(
@@ -153,7 +147,7 @@ def reconcile(cfg: PipelineConfig) -> list[dict[str, str]]:
     retry_delay_seconds=MLFLOW_RETRY_DELAYS,
 )
 def skip_check(cfg: PipelineConfig) -> str | None:
-    reason = stages.should_skip_training(cfg)
+    reason = skip.should_skip_training(cfg)
     _logger().info("%s", f"skip training: {reason}" if reason else "train: no run has these inputs yet")
     return reason
 
@@ -166,19 +160,18 @@ def skip_check(cfg: PipelineConfig) -> str | None:
     retry_delay_seconds=MLFLOW_RETRY_DELAYS,
 )
 def mark_skipped(cfg: PipelineConfig, run_id: str, reason: str) -> None:
-    stages.mark_skipped_stage(cfg, run_id, reason)
+    skip.mark_skipped_stage(cfg, run_id, reason)
     _logger().info("marked MLflow run %s skipped", run_id)
 
 
 @task(
     name="fine-tune",
     cache_policy=NONE,
-    retries=0,
-    retry_condition_fn=retry_unless_out_of_memory,
+    retries=0,  # a failed training child is not retried: its typed error says why
     timeout_seconds=TRAIN_TIMEOUT_S + 60,
 )
 def train(cfg: PipelineConfig, data_dir: str, out_dir: str) -> str:
-    return train_in_subprocess(cfg, data_dir, out_dir, timeout_s=TRAIN_TIMEOUT_S, logger=get_run_logger())
+    return train_in_subprocess(cfg, data_dir, out_dir, timeout_s=TRAIN_TIMEOUT_S, logger=_logger())
 
 
 def scores_text(cfg: PipelineConfig, metrics: dict[str, float] | None) -> str:
@@ -290,3 +283,46 @@ def promote(
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     stages.end_run_stage(run_id, status)
     _logger().info("ended MLflow run %s as %s", run_id, status)
+
+
+# --- the flow's runner of the stage sequence -------------------------------------------------------------
+
+
+def synthesize_cached(cfg: PipelineConfig) -> tuple[str, bool]:
+    """Run the cached synthesis task; return (dataset dir, whether it came from the cache)."""
+    task_ = synthesize.with_options(result_storage=result_storage_for(cfg))
+    state = task_(cfg, return_state=True)
+    data_dir = str(state.result())
+    cached = state.name == "Cached"
+    if cached and not stages.dataset_is_complete(Path(data_dir)):  # cached path deleted or altered
+        state = task_.with_options(refresh_cache=True)(cfg, return_state=True)
+        data_dir, cached = str(state.result()), False
+    return data_dir, cached
+
+
+class PromotionFailed(RuntimeError):
+    """The promote task failed (after its retries): the flow run is Failed, not Completed."""
+
+
+def promote_or_fail(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`promote`; its failure is one :class:`PromotionFailed` line (the flow run's state message)."""
+    try:
+        return promote(*args, **kwargs)
+    except Exception as exc:
+        raise PromotionFailed(f"promotion failed: {type(exc).__name__}: {exc}") from exc
+
+
+FLOW_RUNNER = sequence.Runner(
+    reconcile=reconcile,
+    start_run=start_run,
+    synthesize=synthesize_cached,
+    skip_check=skip_check,
+    mark_skipped=mark_skipped,
+    train=train,
+    evaluate=evaluate,
+    log=log_to_mlflow,
+    promote=promote_or_fail,
+    end_run=end_run,
+    echo=lambda line: _logger().info("%s", line),
+)
+"""The stage sequence (:func:`pipelines.sequence.run_stages`) with each stage a task of this module."""

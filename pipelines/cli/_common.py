@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from pipelines.childproc import record_error
 from pipelines.config import PROFILE_CHOICES, ConfigError, PipelineConfig, load_config
 from pipelines.errors import RecipeEmbedError, interrupt_message, storage_error
 
@@ -42,6 +43,7 @@ def die(exc: BaseException) -> NoReturn:
     if isinstance(exc, OSError):  # a disk or file-system error not wrapped at the write layer
         exc = storage_error(exc, action="")
     code = exc.exit_code if isinstance(exc, RecipeEmbedError) else 2
+    record_error(exc, code)  # a child of the pipeline: its parent rebuilds this error's type
     with contextlib.suppress(OSError):  # stderr itself may be gone (a closed pipe): the exit code still tells
         typer.echo(f"recipe-embed: error: {exc}", err=True)
     sys.exit(code)

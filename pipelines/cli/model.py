@@ -78,9 +78,9 @@ def register(app: typer.Typer) -> None:
         if not data.is_dir():
             raise InputError(f"{data}: no such dataset directory")
         from pipelines import distributed
-        from pipelines.errors import is_out_of_memory, out_of_memory
         from pipelines.metrics import PRIMARY, dim_prefix
-        from pipelines.training import CHECKPOINTS_SUBDIR, MODEL_SUBDIR, train
+        from pipelines.stages import train_model
+        from pipelines.training import CHECKPOINTS_SUBDIR, MODEL_SUBDIR
 
         if resume and overwrite:
             raise InputError("--resume and --overwrite exclude each other")
@@ -92,16 +92,9 @@ def register(app: typer.Typer) -> None:
                 f"{earlier[0]}: holds an earlier run; pass --resume to continue from its last checkpoint "
                 "or --overwrite to delete it and start over"
             )
-        nproc = distributed.resolve_nproc(cfg.training.nproc_per_node, cfg.training.device)
-        if nproc > 1 and not distributed.in_torchrun():  # re-run this command as nproc ranks
-            distributed.train_under_torchrun(cfg, data, out, nproc, resume=resume, overwrite=overwrite)
+        result = train_model(cfg, data, out, resume=resume, overwrite=overwrite)
+        if result is None:  # the ranks ran under torchrun and printed their own summary
             return
-        try:
-            result = train(data, out, cfg.model, cfg.training, resume=resume, progress=True)
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                raise out_of_memory(exc, cfg.training.per_device_batch_size) from exc
-            raise
         distributed.shutdown()
         if not distributed.is_main_process():
             return

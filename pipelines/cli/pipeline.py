@@ -18,10 +18,12 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         run_name: Annotated[str | None, typer.Option("--run-name", help="MLflow run name.")] = None,
     ) -> None:
-        """Synthesize, validate, train, evaluate, log to MLflow and promote, without Prefect."""
-        from pipelines import report, stages
+        """Reconcile, synthesize, validate, train, evaluate, log to MLflow and promote, without Prefect:
+        the flow's stage sequence in this process (SKIPPED when the champion has the same inputs)."""
+        from pipelines import report, sequence
 
         cfg = resolve(profile, config, set_)
-        result = stages.run_pipeline(cfg, run_name=run_name, echo=typer.echo, lock=promotion_lock(cfg))
+        runner = sequence.local_runner(echo=typer.echo)
+        result = sequence.run_stages(cfg, runner, run_name=run_name, lock=promotion_lock(cfg))
         typer.echo("")
         typer.echo(report.to_text(result))

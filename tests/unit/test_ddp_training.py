@@ -220,9 +220,9 @@ def test_a_killed_rank_fails_the_job_cleanly(setup: dict[str, Path]) -> None:
 @pytest.mark.slow
 def test_flow_training_task_reports_a_rank_error_in_one_line(tmp_path: Path) -> None:
     """The flow's child (``python -m pipelines.cli train --config CFG``) re-runs itself under torchrun."""
+    from pipelines.childproc import train_in_subprocess
     from pipelines.config import load_config
     from pipelines.errors import TrainingError
-    from tasks.training_proc import train_in_subprocess
 
     data = tmp_path / "empty-dataset"
     data.mkdir()  # exists (checked before launching) but holds no train.parquet: every rank fails on it

@@ -12,7 +12,7 @@ import pytest
 
 from flows import train_and_evaluate as fte
 from pipelines import report as rpt
-from pipelines import stages
+from pipelines import skip, stages
 from pipelines.config import ConfigError
 from pipelines.registry import Decision
 from tasks import stages as t
@@ -52,8 +52,8 @@ class FakeStages:
         mp.setattr(stages, "dataset_is_complete", lambda p: (Path(p) / "manifest.json").exists())
         mp.setattr(stages, "start_run_stage", self.start_run)
         mp.setattr("pipelines.reconcile.reconcile", self.reconcile)
-        mp.setattr(stages, "should_skip_training", lambda cfg: self._call("skip_check", self.skip))
-        mp.setattr(stages, "mark_skipped_stage", lambda cfg, run_id, reason: self.marked.append((run_id, reason)))
+        mp.setattr(skip, "should_skip_training", lambda cfg: self._call("skip_check", self.skip))
+        mp.setattr(skip, "mark_skipped_stage", lambda cfg, run_id, reason: self.marked.append((run_id, reason)))
         mp.setattr(stages, "default_model_root", lambda cfg: self.tmp_path / "models" / "m1")
         mp.setattr(t, "train_in_subprocess", self.train)
         mp.setattr(stages, "evaluate_stage", self.evaluate)
@@ -315,3 +315,44 @@ def test_a_failing_promotion_fails_the_run_with_the_reason(prefect_api, tmp_path
     assert stored.type.value == "FAILED"
     assert "promotion failed: ConnectionError: registry unreachable" in (stored.message or "")
     assert fake.ended == [("run-123", "FAILED")]
+
+
+@pytest.mark.parametrize("skip_reason", [None, "champion v1 was trained on the same inputs"])
+def test_the_flow_and_recipe_embed_run_call_the_same_stage_sequence(
+    prefect_api, tmp_path, monkeypatch, skip_reason
+) -> None:
+    """Both entry points hand their runner to the one ``sequence.run_stages``, and the stages they reach,
+    in order, are the same: reconcile first, the skip check before training, the same report."""
+    from typer.testing import CliRunner
+
+    from pipelines import sequence
+    from pipelines.cli import app
+
+    runners: list[sequence.Runner] = []
+    real = sequence.run_stages
+
+    def spy(cfg, runner, **kwargs):  # type: ignore[no-untyped-def]
+        runners.append(runner)
+        return real(cfg, runner, **kwargs)
+
+    monkeypatch.setattr(sequence, "run_stages", spy)
+    flow = FakeStages(tmp_path / "flow", skip=skip_reason)
+    flow.install(monkeypatch)
+    flow_report = fte.train_and_evaluate(profile="smoke", overrides=_overrides(tmp_path / "flow"))
+
+    cli = FakeStages(tmp_path / "cli", skip=skip_reason)
+    cli.install(monkeypatch)
+    monkeypatch.setattr(
+        stages, "train_stage", lambda cfg, data_dir, out_dir=None, resume=False: cli.train(cfg, data_dir, out_dir)
+    )
+    r = CliRunner().invoke(app, ["run", "-p", "smoke", "--set", f"paths.data_dir={tmp_path / 'cli' / 'data'}"])
+    assert r.exit_code == 0, r.output
+
+    assert runners == [t.FLOW_RUNNER, runners[1]] and isinstance(runners[1], sequence.Runner)
+    assert cli.calls == flow.calls and len(cli.reconciled) == len(flow.reconciled) == 1
+    assert cli.marked == flow.marked and cli.ended == flow.ended == [("run-123", "FINISHED")]
+    if skip_reason:
+        assert "train" not in cli.calls and "SKIPPED training" in r.output
+        assert flow_report["skipped"] == skip_reason
+    else:
+        assert cli.calls[-1] == "promote" and "PROMOTED (version 2 over 1)" in r.output

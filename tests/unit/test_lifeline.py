@@ -64,7 +64,7 @@ def _parent_script(tmp_path: Path, argv: list[str], grace_s: float | None = None
     return _write(
         tmp_path / "parent.py",
         f"""
-        from tasks import training_proc as tp
+        from pipelines import childproc as tp
         tp.run_logged({argv!r}, log_file={str(tmp_path / "train.log")!r}, log=lambda _l: None{grace})
         """,
     )
@@ -144,7 +144,7 @@ def test_a_stuck_log_reader_does_not_block_a_chatty_child(tmp_path: Path) -> Non
     (a child writing to a pipe would block on its 64 KiB buffer and never end)."""
     import threading
 
-    from tasks import training_proc as tp
+    from pipelines import childproc as tp
 
     stuck = threading.Event()
     logged = threading.Event()
@@ -185,7 +185,7 @@ def test_cancel_ends_a_child_that_ignores_sigterm_and_its_children_after_the_gra
     grace), the children record each TERM they receive, all in one append-only events file. The KILL
     waits, besides the grace, until both TERMs are recorded, so a loaded machine cannot reorder the
     events (under load a handler may run late, never not at all)."""
-    from tasks.training_proc import TERM_GRACE_S
+    from pipelines.childproc import TERM_GRACE_S
 
     assert TERM_GRACE_S + 10 < 30  # the default grace plus the KILL wait end a cancel within 30 s
     pids, events = tmp_path / "pids", tmp_path / "events"
@@ -214,7 +214,7 @@ def test_cancel_ends_a_child_that_ignores_sigterm_and_its_children_after_the_gra
     recorder = f"""
         import os, signal, time
         from pipelines import lifeline
-        from tasks import training_proc as tp
+        from pipelines import childproc as tp
         _killpg = os.killpg
         def killpg(pgid, sig):
             deadline = time.monotonic() + 60

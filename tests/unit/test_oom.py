@@ -51,13 +51,14 @@ def test_other_runtime_errors_are_not_out_of_memory() -> None:
 
 
 def test_child_out_of_memory_becomes_out_of_memory_error_in_the_task(cfg, tmp_path, monkeypatch) -> None:
-    from tasks import training_proc as tp
+    from pipelines import childproc as tp
 
     script = tmp_path / "child.py"
-    script.write_text(
-        "import sys\nprint('step 1', flush=True)\n"
-        "print('recipe-embed: error: out of memory during training (CUDA out of memory); lower the batch size', "
-        "file=sys.stderr, flush=True)\nsys.exit(1)\n"
+    script.write_text(  # what the CLI does on an OutOfMemoryError: its line, and the record of its type
+        "import sys\nfrom pipelines.childproc import record_error\nfrom pipelines.errors import OutOfMemoryError\n"
+        "print('step 1', flush=True)\n"
+        "exc = OutOfMemoryError('out of memory during training (CUDA out of memory); lower the batch size')\n"
+        "print(f'recipe-embed: error: {exc}', file=sys.stderr, flush=True)\nrecord_error(exc, 1)\nsys.exit(1)\n"
     )
     monkeypatch.setattr(tp, "train_command", lambda d, o, c: [sys.executable, str(script)])
     with pytest.raises(OutOfMemoryError, match=r"exited with code 1: out of memory during training"):
@@ -69,9 +70,8 @@ def test_prefect_tasks_do_not_retry_out_of_memory() -> None:
 
     from tasks import stages as t
 
-    assert t.train.retries == 0
-    for task in (t.train, t.evaluate):
-        assert task.retry_condition_fn is t.retry_unless_out_of_memory
+    assert t.train.retries == 0 and t.train.retry_condition_fn is None  # training is never retried
+    assert t.evaluate.retry_condition_fn is t.retry_unless_out_of_memory
     oom = Failed(data=OutOfMemoryError("out of memory during evaluation"))
     other = Failed(data=TrainingError("connection reset"))
     assert t.retry_unless_out_of_memory(t.evaluate, None, oom) is False

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import stages
+from pipelines import keys, skip, stages
 from pipelines.config import load_config
 from pipelines.errors import InputError
 
@@ -91,9 +91,9 @@ def test_dataset_key_tracks_data_config_not_training() -> None:
     a = load_config("smoke")
     same_data = load_config("smoke", sets=["training.learning_rate=1e-3"])
     other_seed = load_config("smoke", sets=["synthesis.seed=7"])
-    assert stages.dataset_key(a) == stages.dataset_key(same_data)
-    assert stages.dataset_key(a) != stages.dataset_key(other_seed)
-    assert stages.training_key(a) != stages.training_key(same_data)
+    assert keys.dataset_key(a) == keys.dataset_key(same_data)
+    assert keys.dataset_key(a) != keys.dataset_key(other_seed)
+    assert keys.training_key(a) != keys.training_key(same_data)
 
 
 def test_dataset_key_follows_catalog_bytes(tmp_path: Path) -> None:
@@ -104,21 +104,21 @@ def test_dataset_key_follows_catalog_bytes(tmp_path: Path) -> None:
     path = tmp_path / "catalog.jsonl"
     cat.to_json(path, orient="records", lines=True)
     user = load_config("smoke", sets=[f"catalog.path={path}"])
-    key1 = stages.dataset_key(user)
+    key1 = keys.dataset_key(user)
     with path.open("a") as fh:
         fh.write("\n")
-    assert stages.dataset_key(user) != key1
+    assert keys.dataset_key(user) != key1
 
 
 def test_training_key_includes_the_code_version_and_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config("smoke")
-    key = stages.training_key(cfg)
-    monkeypatch.setattr(stages, "git_commit", lambda: "f" * 40)
-    assert stages.training_key(cfg) != key
-    assert stages.run_tags(cfg)[stages.GIT_COMMIT_TAG] == "f" * 40
-    with_commit = stages.training_key(cfg)
-    monkeypatch.setattr(stages, "package_version", lambda: "9.9.9")
-    assert stages.training_key(cfg) != with_commit
+    key = keys.training_key(cfg)
+    monkeypatch.setattr(keys, "git_commit", lambda: "f" * 40)
+    assert keys.training_key(cfg) != key
+    assert keys.run_tags(cfg)[keys.GIT_COMMIT_TAG] == "f" * 40
+    with_commit = keys.training_key(cfg)
+    monkeypatch.setattr(keys, "package_version", lambda: "9.9.9")
+    assert keys.training_key(cfg) != with_commit
 
 
 class _Run:
@@ -140,41 +140,41 @@ def _skip_setup(monkeypatch: pytest.MonkeyPatch, champion_tags: dict | None, las
     runs = {"champ-run": _Run("champ-run", champion_tags or {})}
     monkeypatch.setattr(tracking, "client", lambda cfg=None: SimpleNamespace(get_run=lambda rid: runs[rid]))
     last = _Run("last-run", {**last_tags, "decision": "rejected", "registered_version": "2"}) if last_tags else None
-    monkeypatch.setattr(stages, "last_evaluated_run", lambda cfg: last)
+    monkeypatch.setattr(skip, "last_evaluated_run", lambda cfg: last)
 
 
 def test_skip_when_the_champion_or_the_last_evaluated_candidate_has_the_same_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = load_config("smoke")
-    mine = stages.run_tags(cfg)
+    mine = keys.run_tags(cfg)
     other = {**mine, "recipe_embed.training_key": "0" * 16}
 
     _skip_setup(monkeypatch, champion_tags=mine, last_tags=None)
-    reason = stages.should_skip_training(cfg)
+    reason = skip.should_skip_training(cfg)
     assert reason is not None and reason.startswith("champion v1 (run champ-run)")
     assert "registry.skip_unchanged=false" in reason  # says how to force a retrain
 
     # the champion differs, but the last candidate (rejected) was this very key: skip, naming it
     _skip_setup(monkeypatch, champion_tags=other, last_tags=mine)
-    reason = stages.should_skip_training(cfg)
+    reason = skip.should_skip_training(cfg)
     assert reason is not None and "last evaluated candidate v2 (run last-run, rejected)" in reason
 
     # neither: train
     _skip_setup(monkeypatch, champion_tags=other, last_tags=other)
-    assert stages.should_skip_training(cfg) is None
+    assert skip.should_skip_training(cfg) is None
     _skip_setup(monkeypatch, champion_tags=None, last_tags=None)
-    assert stages.should_skip_training(cfg) is None
+    assert skip.should_skip_training(cfg) is None
 
     # forced
     _skip_setup(monkeypatch, champion_tags=mine, last_tags=mine)
-    assert stages.should_skip_training(load_config("smoke", sets=["registry.skip_unchanged=false"])) is None
+    assert skip.should_skip_training(load_config("smoke", sets=["registry.skip_unchanged=false"])) is None
 
 
 def test_source_tags_name_the_entry_point_and_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.argv", ["/x/.venv/bin/recipe-embed", "run", "--profile", "smoke"])
     monkeypatch.setattr("getpass.getuser", lambda: "ana")
-    cli = stages.source_tags()
+    cli = keys.source_tags()
     assert cli == {"mlflow.source.name": "recipe-embed run", "mlflow.source.type": "LOCAL", "mlflow.user": "ana"}
-    flow = stages.source_tags("0b1c")
+    flow = keys.source_tags("0b1c")
     assert flow["mlflow.source.type"] == "JOB" and flow["mlflow.source.name"].startswith("flows/train_and_evaluate.py")

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from pipelines import childproc as tp
+from pipelines import skip as skip_policy
 from pipelines import stages
 from pipelines.config import load_config
 from pipelines.errors import TrainingError
 from tasks import stages as t
-from tasks import training_proc as tp
 
 
 @pytest.fixture
@@ -24,21 +25,21 @@ def cfg(tmp_path: Path):
     return load_config("smoke", overrides={"paths": {"data_dir": str(tmp_path / "data")}})
 
 
-def _record(monkeypatch: pytest.MonkeyPatch, name: str, result: Any) -> list[tuple[tuple, dict]]:
+def _record(monkeypatch: pytest.MonkeyPatch, name: str, result: Any, module: Any = stages) -> list[tuple[tuple, dict]]:
     calls: list[tuple[tuple, dict]] = []
 
     def fake(*args: Any, **kwargs: Any) -> Any:
         calls.append((args, kwargs))
         return result
 
-    monkeypatch.setattr(stages, name, fake)
+    monkeypatch.setattr(module, name, fake)
     return calls
 
 
 def test_each_task_calls_its_stage_with_its_arguments(cfg, monkeypatch) -> None:
     syn = _record(monkeypatch, "synthesize_stage", "/d")
     start = _record(monkeypatch, "start_run_stage", "run1")
-    skip = _record(monkeypatch, "should_skip_training", "same champion")
+    skip = _record(monkeypatch, "should_skip_training", "same champion", module=skip_policy)
     ev = _record(monkeypatch, "evaluate_stage", {"m": 0.5})
     lg = _record(monkeypatch, "log_stage", "models:/m/1")
     pr = _record(monkeypatch, "promote_stage", {"promote": True})
@@ -63,7 +64,7 @@ def test_each_task_calls_its_stage_with_its_arguments(cfg, monkeypatch) -> None:
 def test_no_task_can_hang_and_training_never_restarts() -> None:
     """What the flow relies on, not how each decorator is spelled: no stage blocks a run forever; a failed
     training is not re-run from scratch (hours of GPU time); the child's own deadline fires before the task's,
-    so the child's process group is killed cleanly first (see training_proc)."""
+    so the child's process group is killed cleanly first (see pipelines.childproc)."""
     every = [t.synthesize, t.start_run, t.skip_check, t.train, t.evaluate, t.log_to_mlflow, t.promote, t.end_run]
     assert all(task.timeout_seconds and task.timeout_seconds > 0 for task in every)
     assert t.train.retries == 0

@@ -81,16 +81,19 @@ def test_failed_model_install_keeps_the_old_model_and_names_the_target(tmp_path:
 
 
 def test_training_task_reports_the_childs_write_error_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pipelines import childproc as tp
     from pipelines.config import load_config
-    from tasks import training_proc as tp
 
     line = f"cannot write {tmp_path}/model/checkpoints/checkpoint-2: no space left on device"
     script = tmp_path / "child.py"
     script.write_text(
         textwrap.dedent(f"""
         import sys
+        from pipelines.childproc import record_error
+        from pipelines.errors import StorageError
         print("step 1/2", flush=True)
         print({"recipe-embed: error: " + line!r}, file=sys.stderr, flush=True)
+        record_error(StorageError({line!r}), 1)
         sys.exit(1)
         """)
     )

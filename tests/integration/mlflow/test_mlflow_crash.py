@@ -1,4 +1,4 @@
-"""Crash recovery end to end: ``recipe-embed run`` killed with -9 mid-training, then ``reconcile``;
+"""Crash recovery end to end: ``recipe-embed run`` killed with -9 mid-training, reconciled by the next run;
 a model trained but never logged is logged and promoted from its directory."""
 
 from __future__ import annotations
@@ -33,11 +33,14 @@ def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_run_killed_during_training_is_ended_failed_by_reconcile(tmp_path: Path) -> None:
+def test_run_killed_during_training_is_reconciled_by_the_next_run_which_promotes_then_skips(tmp_path: Path) -> None:
+    """``recipe-embed run`` runs the flow's stage sequence: the next run starts by reconciling the run a
+    ``kill -9`` left open, promotes its candidate, and a run on unchanged inputs skips training."""
     from mlflow import MlflowClient
 
     data = tmp_path / "data"
-    sets = ["-p", "smoke", "--set", f"paths.data_dir={data}", "--set", "training.max_steps=100000"]
+    store = ["-p", "smoke", "--set", f"paths.data_dir={data}"]
+    sets = [*store, "--set", "training.max_steps=100000"]
     log = tmp_path / "run.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -45,7 +48,7 @@ def test_run_killed_during_training_is_ended_failed_by_reconcile(tmp_path: Path)
         )
     try:
         deadline = time.monotonic() + 300
-        while "[2/5] train" not in log.read_text():
+        while "[4/7] train" not in log.read_text():
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "training never started"
             time.sleep(0.2)
@@ -59,13 +62,18 @@ def test_run_killed_during_training_is_ended_failed_by_reconcile(tmp_path: Path)
     uri = f"sqlite:///{(data / 'mlflow.db').resolve()}"
     assert MlflowClient(uri).get_run(run_id).info.status == "RUNNING"  # the crash left it open
 
-    r = _cli("reconcile", *sets)
-    assert r.returncode == 0, r.stderr
-    assert f"run {run_id}: ended (its process {proc.pid} on " in r.stdout
+    first = _cli("run", *store)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert f"reconcile: run {run_id} ended (its process {proc.pid} on " in first.stdout
     run = MlflowClient(uri).get_run(run_id)
     assert run.info.status == "FAILED" and "is gone" in run.data.tags["recipe_embed.end_reason"]
+    assert "PROMOTED (version 1)" in first.stdout, first.stdout[-3000:]
     again = _cli("reconcile", *sets)
-    assert run_id not in again.stdout  # nothing left to do
+    assert again.returncode == 0 and run_id not in again.stdout  # nothing left to do
+
+    second = _cli("run", *store)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "SKIPPED" in second.stdout and "[4/7] train" not in second.stdout, second.stdout[-3000:]
 
 
 def test_a_model_trained_but_never_logged_is_logged_and_promoted_from_its_directory(
