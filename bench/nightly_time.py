@@ -65,7 +65,8 @@ def make_data(cfg: Any, out: Path) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.config import AUTO, PROFILE_CHOICES, ConfigError, load_config
+    from pipelines.config import ConfigError, load_config
+    from pipelines.profiles import AUTO, PROFILE_CHOICES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=PROFILE_CHOICES, default=AUTO, help="default: auto (default on a GPU)")

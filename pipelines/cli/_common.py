@@ -15,8 +15,9 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from pipelines.childproc import record_error
-from pipelines.config import PROFILE_CHOICES, ConfigError, PipelineConfig, load_config
+from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.errors import RecipeEmbedError, interrupt_message, storage_error
+from pipelines.profiles import PROFILE_CHOICES
 
 HANDLED = (RecipeEmbedError, ConfigError, OSError)
 """OSError: disk full, read-only, permission denied -> one line with the path and the cause, exit 1."""

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.config import PROFILE_CHOICES, PROFILES, ConfigError, PipelineConfig, load_config, parse_set
+from pipelines.config import ConfigError, PipelineConfig, load_config, parse_set
+from pipelines.profiles import PROFILE_CHOICES, PROFILES
 
 runner = CliRunner()
 

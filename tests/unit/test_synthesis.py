@@ -8,7 +8,6 @@ import re
 import pandas as pd
 import pytest
 
-from pipelines import synthesis
 from pipelines.catalog import load_catalog
 from pipelines.config import CatalogConfig, SynthesisConfig, load_config
 from pipelines.errors import InputError
@@ -28,6 +27,9 @@ from pipelines.synthesis import (
     synthesize,
     templates,
 )
+from pipelines.synthesis import wordings as synthesis_wordings
+from pipelines.synthesis.catalog_index import build_index
+from pipelines.synthesis.names import catalog_aliases, with_variants
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +245,7 @@ def test_alias_probability_is_honoured_and_answers_keep_catalog_names(catalog: p
     cfg = SynthesisConfig(n_train=1500, n_eval=100, alias_probability=p, intent_weights={"ingredient_pair": 1})
     pairs = synthesize(catalog, cfg)
     train = pairs[pairs["split"] == "train"]
-    table = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction).aliases
+    table = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction).aliases
     named = [(q, ing) for q, ing in _mentions(train) if table.get(ing) and table[ing].seen]
     used_alias = [any(a.lower() in q for a in table[ing].seen) and ing not in q for q, ing in named]
     share = sum(used_alias) / len(used_alias)
@@ -258,7 +260,7 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
 ) -> None:
     import copy
 
-    data = copy.deepcopy(synthesis.wording_data())
+    data = copy.deepcopy(synthesis_wordings.wording_data())
     ids: dict[str, str] = {}
     for by_register in data["wordings"].values():
         for register, texts in by_register.items():
@@ -268,14 +270,14 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
                 ids[tag] = text
                 tagged.append(f"{text} {tag}")
             by_register[register] = tagged
-    monkeypatch.setattr(synthesis, "wording_data", lambda: data)
-    synthesis.templates.cache_clear()
+    monkeypatch.setattr(synthesis_wordings, "wording_data", lambda: data)
+    templates.cache_clear()
     try:
         cfg = load_config("cpu").synthesis
         pairs = synthesize(catalog, cfg)
         held = {t.text.rsplit(" ", 1)[1] for k in INTENTS for t in templates(k, cfg.heldout_fraction) if t.heldout}
     finally:
-        synthesis.templates.cache_clear()
+        templates.cache_clear()
     # hand-written questions and alias-definition pairs do not come from the wordings
     pairs = pairs[(pairs["slice"] != "human") & (pairs["intent"] != ALIAS_INTENT)]
     tag_of = pairs["anchor"].str.extract(r"(wq\d+x)$")[0]
@@ -287,7 +289,7 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
     assert not tag_of[pairs["slice"] == "seen_wording"].isin(held).any()
 
     # held-out alternate names: none in a training question (after removing the names training may use)
-    table = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction).aliases
+    table = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction).aliases
     assert sum(len(n.unseen) for n in table.values()) >= 50
     rows = pairs[train_val & (pairs["intent"] == "ingredient_pair")]
     for q, ing in _mentions(rows):
@@ -316,7 +318,7 @@ def test_recipe_cards_answer_their_need(catalog: pd.DataFrame, cpu_pairs: pd.Dat
     by_name = {n: i for i, n in enumerate(catalog["name"])}
     ingredients = {i for ings in catalog["ingredients"] for i in ings}
     # train/validation answers may name an ingredient by an alternate name (names run both ways); eval never
-    canonical = {a: c for c, alts in synthesis.with_variants(synthesis.catalog_aliases(catalog), ingredients).items()
+    canonical = {a: c for c, alts in with_variants(catalog_aliases(catalog), ingredients).items()
                  for a in alts}  # fmt: skip
     for gid, pos, named, correct, split in zip(rows["group_id"], rows["positive"], rows["answer_recipes"],
                                                rows["correct_recipes"], rows["split"], strict=True):  # fmt: skip
@@ -364,7 +366,7 @@ def test_unseen_ingredients_are_named_by_alternates_only_in_eval(
     catalog: pd.DataFrame, cpu_pairs: pd.DataFrame
 ) -> None:
     cfg = load_config("cpu").synthesis
-    idx = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction)
+    idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction)
     held = idx.unseen_ingredients
     assert len(held) >= 5
     alts = {a.lower() for ing in held for a in idx.aliases[ing].unseen}
@@ -424,7 +426,7 @@ def test_names_run_both_ways_and_alias_pairs_are_train_only(catalog: pd.DataFram
     base = load_config("cpu").synthesis
     cfg = base.model_copy(update={"answer_alias_probability": 1.0, "alias_pairs": 0.1, "name_variants": True})
     pairs = synthesize(catalog, cfg)
-    idx = synthesis._index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, variants=True)
+    idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, variants=True)
     alias = pairs[pairs["intent"] == ALIAS_INTENT]
     assert len(alias) == round(0.1 * cfg.n_train) and set(alias["split"]) == {"train", "validation"}
     for alt, ing in zip(alias["anchor"], alias["positive"], strict=True):

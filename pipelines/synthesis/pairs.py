@@ -1,0 +1,210 @@
+""":func:`synthesize`: every split's pairs, family by family, then the alias-definition pairs and the
+extra eval slices."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import SynthesisConfig
+from pipelines.errors import InputError
+from pipelines.schemas import SPLITS
+from pipelines.synthesis.catalog_index import CatalogIndex, build_index
+from pipelines.synthesis.names import Say
+from pipelines.synthesis.recipe_card import Need, card_need, correct_recipes
+from pipelines.synthesis.render import answer_for, group_id_for, question_for
+from pipelines.synthesis.slices import human_rows, unseen_ingredient_rows
+from pipelines.synthesis.splits import FAMILY, assign_groups, family_universe, margin_for, pair_universe, split_targets
+from pipelines.synthesis.wordings import INTENTS, templates, wordings
+
+COLUMNS = ["anchor", "positive", "intent", "group_id", "split", "slice"]
+ANSWER_COLUMNS = ["answer_recipes", "correct_recipes", "correct_cards"]
+"""Working columns (not written): recipes each answer names, recipes that correctly answer each question,
+and (extra eval slices) the recipe card of every correct recipe."""
+
+
+def synthesize(
+    catalog: pd.DataFrame,
+    cfg: SynthesisConfig,
+    *,
+    margin: float = 0.0,
+    answer_budget_chars: int = 320,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Pairs for every (split, intent): ``target`` rows, then ``margin_for(target, margin)`` spares.
+
+    Columns: ``anchor``, ``positive``, ``intent``, ``group_id``, ``split``, ``slice`` and the working
+    columns ``answer_recipes`` / ``correct_recipes`` (tuples of catalog row numbers, see
+    :func:`is_correct_answer`) -- train rows first, then validation, then eval. Train and validation
+    rows have the slice ``seen_wording``. Raises :class:`InputError` when the catalog is too small.
+    """
+    seed = cfg.seed if seed is None else seed
+    targets = split_targets(cfg)
+    need = {s: {k: n + margin_for(n, margin) for k, n in targets[s].items()} for s in SPLITS}
+    idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, cfg.name_variants)
+    if len(idx.names) < 2 or len(idx.by_ingredient) < 2:
+        raise InputError("catalog too small: need at least 2 recipes and 2 ingredients")
+
+    frames: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for fam_no, family in enumerate(("pair", "recipe", "diet", "quick")):
+        intents = [k for k in INTENTS if FAMILY[k] == family]
+        fam_need = {s: sum(need[s][k] for k in intents) for s in SPLITS}
+        total = sum(fam_need.values())
+        if total == 0:
+            continue
+        if progress:
+            progress(f"synthesizing {', '.join(intents)}")
+        rng = np.random.default_rng([seed, fam_no])
+        universe = pair_universe(idx, rng, total) if family == "pair" else family_universe(idx, family, rng)
+        groups = assign_groups(universe, fam_need, intents, need)
+        for intent in intents:
+            for split in SPLITS:
+                n = need[split][intent]
+                split_groups = groups[split]
+                if n and not split_groups:
+                    raise InputError(f"catalog too small: no {family} subjects left for {split} {intent}")
+                plan: list[tuple[str, bool | None, int]]
+                if split != "eval":
+                    plan = [("seen_wording", False, n)]
+                elif intent == "recipe_card":
+                    plan = [("recipe_card", None, n)]
+                else:
+                    has_unseen = bool(wordings(intent, True, cfg.heldout_fraction))
+                    n_unseen = round(n * cfg.unseen_eval_fraction) if has_unseen else 0
+                    plan = [("seen_wording", False, n - n_unseen), ("unseen_wording", True, n_unseen)]
+                out = frames.setdefault((split, intent), [])
+                rename = cfg.answer_alias_probability if split != "eval" else 0.0
+                for slice_name, heldout, count in plan:
+                    if count:
+                        out += _rows(
+                            idx, intent, split_groups, count, heldout, slice_name, cfg, rng, answer_budget_chars, rename
+                        )
+    if cfg.alias_pairs > 0:
+        for split, rows in _alias_rows(idx, cfg, np.random.default_rng([seed, 11])).items():
+            frames[(split, ALIAS_INTENT)] = rows
+
+    if need["eval"]["recipe_card"]:
+        extra = frames.setdefault(("eval", "extra"), [])
+        if progress:
+            progress("adding the unseen_ingredient and human eval slices")
+        extra += unseen_ingredient_rows(idx, cfg, np.random.default_rng([seed, 7]), answer_budget_chars)
+        if cfg.human_eval:
+            extra += human_rows(catalog, idx, answer_budget_chars)
+
+    parts = []
+    for split in SPLITS:
+        for intent in (*INTENTS, ALIAS_INTENT, "extra"):
+            rows = frames.get((split, intent), [])
+            if rows:
+                f = pd.DataFrame(rows, columns=["anchor", "positive", "group_id", "slice", *ANSWER_COLUMNS])
+                f["intent"] = "recipe_card" if intent == "extra" else intent
+                f["split"] = split
+                parts.append(f)
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*COLUMNS, *ANSWER_COLUMNS]})
+    return pd.concat(parts, ignore_index=True)[[*COLUMNS, *ANSWER_COLUMNS]]
+
+
+def _rows(
+    idx: CatalogIndex,
+    intent: str,
+    groups: list[tuple],  # type: ignore[type-arg]
+    n: int,
+    heldout: bool | None,
+    slice_name: str,
+    cfg: SynthesisConfig,
+    rng: np.random.Generator,
+    budget: int,
+    rename: float = 0.0,
+) -> list[tuple[Any, ...]]:
+    """``n`` rows cycling over ``groups``; each round gives every group its next wording.
+
+    ``rename``: the chance that a group's answer names its ingredients by alternate names (the names
+    run both ways: a user's catalog may call ``spring onions`` ``scallions``).
+
+    ``heldout``: False = training wordings and names, True = held-out wordings (and held-out names
+    where there are any), None = every wording (the recipe-card slice).
+    """
+    fraction = cfg.heldout_fraction
+    pool = list(templates(intent, fraction)) if heldout is None else wordings(intent, heldout, fraction)
+    if not pool:
+        raise InputError(f"no {'held-out ' if heldout else ''}wordings for {intent}: check synthesis.heldout_fraction")
+    if n > len(groups) * len(pool):
+        raise InputError(
+            f"catalog too small for {n} {intent} pairs ({slice_name}): {len(groups)} subjects x {len(pool)} wordings"
+        )
+    say = Say(rng, cfg.alias_probability, unseen=bool(heldout))
+    offsets = rng.integers(0, len(pool), size=len(groups))
+    swap = (
+        (rng.integers(0, 2, size=len(groups)) == 1).tolist() if intent == "ingredient_pair" else [False] * len(groups)
+    )
+    known: dict[int, tuple[str, str, tuple[int, ...], tuple[int, ...]]] = {}
+    needs: dict[int, Need] = {}
+    k = np.arange(n)
+    g_of = (k % len(groups)).tolist()
+    t_of = ((offsets[k % len(groups)] + k // len(groups)) % len(pool)).tolist()
+    out: list[tuple[Any, ...]] = []
+    for g, t in zip(g_of, t_of, strict=True):
+        subject = groups[g]
+        if g not in known:
+            if intent == "recipe_card":
+                needs[g] = card_need(idx, subject[0], np.random.default_rng([cfg.seed, 99, subject[0]]))
+                text, named = answer_for(idx, intent, subject, budget, needs[g].ingredients)
+                correct = tuple(correct_recipes(idx, needs[g]))
+            else:
+                text, named = answer_for(idx, intent, subject, budget)
+                correct = named
+            if rename and say.uniform() < rename:
+                text = _rename_answer(text, _answer_ingredients(idx, intent, subject), idx, say)
+            known[g] = (text, group_id_for(idx, intent, subject), named, correct)
+        shown = subject[::-1] if swap[g] else subject
+        question = question_for(idx, intent, shown, pool[t], say, needs.get(g))
+        text, group_id, named, correct = known[g]
+        out.append((question, text, group_id, slice_name, named, correct, ()))
+    return out
+
+
+def _answer_ingredients(idx: CatalogIndex, intent: str, subject: tuple) -> list[str]:  # type: ignore[type-arg]
+    if intent == "ingredient_pair":
+        return list(subject)
+    if intent == "diet_and_ingredient":
+        return [subject[1]]
+    if intent in ("recipe_ingredients", "recipe_card"):
+        return idx.ingredient_lists[subject[0]]
+    return []
+
+
+def _rename_answer(text: str, ingredients: Iterable[str], idx: CatalogIndex, say: Say) -> str:
+    """Each ingredient that has training names, with probability 1/2, by one of them (whole words only)."""
+    for ing in sorted(set(ingredients), key=len, reverse=True):
+        names = idx.aliases.get(ing)
+        if names is None or not names.seen or say.uniform() >= 0.5:
+            continue
+        alt = say.pick(names.seen)
+        text = re.sub(rf"(?<![\w'-]){re.escape(ing)}(?![\w'-])", alt.replace("\\", "\\\\"), text)
+    return text
+
+
+ALIAS_INTENT = "alias_definition"
+"""Train/validation pairs ``alternate name -> catalog name`` (``aubergine`` -> ``eggplant``); never in eval."""
+
+
+def _alias_rows(idx: CatalogIndex, cfg: SynthesisConfig, rng: np.random.Generator) -> dict[str, list[tuple[Any, ...]]]:
+    """``alias_pairs * n_train`` pairs over the training names, split by ingredient like train/validation."""
+    n = round(cfg.alias_pairs * cfg.n_train)
+    pairs = [(alt, ing) for ing, names in sorted(idx.aliases.items()) for alt in names.seen]
+    order = rng.permutation(len(pairs))
+    out: dict[str, list[tuple[Any, ...]]] = {"train": [], "validation": []}
+    for k in order[:n]:
+        alt, ing = pairs[k]
+        split = (
+            "validation" if zlib.crc32(f"alias:{ing}".encode()) % 10_000 < cfg.validation_fraction * 10_000 else "train"
+        )
+        out[split].append((alt, ing, f"alias:{ing}", "seen_wording", (), (), ()))
+    return out

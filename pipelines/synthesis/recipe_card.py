@@ -1,0 +1,107 @@
+"""The recipe-card intent: the need a question describes, the recipes that meet it, its phrase and the card."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines.synthesis.catalog_index import CatalogIndex
+from pipelines.synthesis.names import Say
+from pipelines.synthesis.wordings import QUICK_MINUTES, Template, fit_list, wording_data
+
+CARD_DIET_ORDER = ("vegan", "vegetarian", "pescatarian", "gluten-free", "dairy-free")
+"""Diet tags a recipe-card need may name, most specific first."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a recipe-card question asks for; fixed per group."""
+
+    recipe: int
+    ingredients: tuple[str, ...]
+    cuisine: str | None
+    tag: str | None
+    minutes: int | None
+    meal: str
+
+
+def card_need(idx: CatalogIndex, i: int, rng: np.random.Generator) -> Need:
+    data = wording_data()
+    n_recipes = len(idx.names)
+    core = [x for x in idx.ingredient_lists[i][:4] if len(idx.by_ingredient[x]) <= max(3, n_recipes // 20)]
+    core = core or idx.ingredient_lists[i][:1]
+    tags = [t for t in CARD_DIET_ORDER if t in idx.tag_lists[i]][:2]
+    tag = tags[int(rng.integers(len(tags)))] if tags and rng.random() < 0.5 else None
+    cuisine = idx.cuisine_of[i] if rng.random() < 0.6 else None
+    fits = [m for m in QUICK_MINUTES if m >= idx.times[i]]
+    minutes = fits[0] if fits and idx.times[i] <= 45 and rng.random() < 0.5 else None
+    # Ingredients alone say little: name two of them when nothing else narrows the need.
+    k = min(len(core), 2 if not (tag or cuisine or minutes) else int(rng.integers(1, 3)))
+    ings = tuple(core[j] for j in sorted(rng.choice(len(core), size=k, replace=False)))
+    meals = data["card_meals"]
+    return Need(i, ings, cuisine, tag, minutes, meals[int(rng.integers(len(meals)))])
+
+
+def correct_recipes(idx: CatalogIndex, need: Need) -> list[int]:
+    """Every recipe that meets the need (the need's own recipe among them)."""
+    mask = np.ones(len(idx.names), dtype=bool)
+    for ing in need.ingredients:
+        hit = np.zeros(len(idx.names), dtype=bool)
+        hit[idx.by_ingredient.get(ing, [])] = True
+        mask &= hit
+    if need.cuisine:
+        mask &= idx.cuisine_of == need.cuisine
+    if need.tag:
+        mask &= idx.has_tag[need.tag]
+    if need.minutes:
+        mask &= idx.times <= need.minutes
+    return [int(j) for j in np.flatnonzero(mask)]
+
+
+def need_phrase(idx: CatalogIndex, need: Need, say: Say) -> str:
+    data = wording_data()
+    ings = " and ".join(say(x, idx.aliases.get(x)) for x in need.ingredients)
+    if not (need.cuisine or need.tag or need.minutes):
+        phrases = data["card_ingredient_phrases"]
+        return f"{need.meal} " + say.pick(phrases).format(ings=ings)
+    tag = say(need.tag, idx.diets.get(need.tag)) if need.tag else None
+    words = [tag, need.cuisine, need.meal]
+    if need.minutes and need.minutes <= 30 and say.uniform() < 0.4:
+        words.insert(0, say.pick(data["card_quick_words"]))
+    phrase = " ".join(w for w in words if w) + f" with {ings}"
+    if need.minutes:
+        t = say(f"{need.minutes} minutes", idx.time_names.get(need.minutes))
+        phrase += say.pick((" ready in {t}", " in under {t}", " that takes {t} or less")).format(t=t)
+    return phrase
+
+
+_A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+
+
+def fix_articles(question: str) -> str:
+    """``a`` before a vowel becomes ``an`` (``a Italian dinner`` -> ``an Italian dinner``)."""
+    return _A_BEFORE_VOWEL.sub(r"\1n ", question)
+
+
+def card_question(idx: CatalogIndex, need: Need, template: Template, say: Say) -> str:
+    """A recipe-card question: ``template`` filled with the need's phrase."""
+    return fix_articles(template.fill(need=need_phrase(idx, need, say)))
+
+
+CARD_BUDGET_FACTOR = 1.2
+"""Cards may use 1.2x the answer budget: their words are common, a token covers several characters."""
+
+
+def card_answer(idx: CatalogIndex, i: int, budget: int, first: Sequence[str] = ()) -> str:
+    """``Name: cuisine, N min, tags. Main ingredients: ...`` (``first`` ingredients listed first)."""
+    budget = int(budget * CARD_BUDGET_FACTOR)
+    tags = idx.tag_lists[i]
+    tag_text = fit_list("", tags, "", budget // 3) if tags else "no diet tags"
+    head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min, {tag_text}. Main ingredients: "
+    if len(head) + 12 > budget:  # a tight budget: the diet tags go first
+        head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min. Main ingredients: "
+    main = list(dict.fromkeys([*first, *idx.ingredient_lists[i][:5]]))
+    return fit_list(head, main, ".", budget)

@@ -1,0 +1,114 @@
+"""The extra eval slices (``unseen_ingredient``, ``human``), the recipe cards relevant to each eval row,
+and which answers are correct for a question."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import SynthesisConfig
+from pipelines.errors import InputError
+from pipelines.synthesis.catalog_index import CatalogIndex
+from pipelines.synthesis.names import Say
+from pipelines.synthesis.recipe_card import card_answer, fix_articles
+from pipelines.synthesis.wordings import templates, wording_data
+
+EXTRA_EVAL_SLICES = ("unseen_ingredient", "human")
+"""Eval slices outside the per-intent targets: written in full, after every targeted eval row."""
+
+
+def unseen_ingredient_rows(
+    idx: CatalogIndex, cfg: SynthesisConfig, rng: np.random.Generator, budget: int
+) -> list[tuple[Any, ...]]:
+    """Recipe-card questions that name an ``unseen_ingredient`` by each of its alternate names, alone and
+    with a cuisine; correct: every recipe with the ingredient (and the cuisine)."""
+    held = idx.unseen_ingredients
+    pool = list(templates("recipe_card", cfg.heldout_fraction))
+    data = wording_data()
+    say = Say(rng, 0.0, unseen=False)
+    out: list[tuple[Any, ...]] = []
+    for ing in sorted(held):
+        recipes = idx.by_ingredient[ing]
+        cuisines = sorted({idx.cuisine_of[i] for i in recipes})
+        for alt in idx.aliases[ing].unseen:
+            for cuisine in (None, say.pick(cuisines)):
+                correct = [i for i in recipes if cuisine is None or idx.cuisine_of[i] == cuisine]
+                meal = say.pick(data["card_meals"])
+                if cuisine is None:
+                    need = f"{meal} " + say.pick(data["card_ingredient_phrases"]).format(ings=alt)
+                else:
+                    need = f"{cuisine} {meal} with {alt}"
+                template = pool[int(say.uniform() * len(pool))]
+                question = fix_articles(template.fill(need=need))
+                group = f"unseen_ingredient:{ing}|{alt}|{cuisine or 'any'}"
+                cards = tuple(card_answer(idx, i, budget) for i in correct)
+                out.append((question, cards[0], group, "unseen_ingredient", (correct[0],), tuple(correct), cards))
+    return out
+
+
+def human_rows(catalog: pd.DataFrame, idx: CatalogIndex, budget: int) -> list[tuple[Any, ...]]:
+    """The hand-written questions (``pipelines/data/human_questions.jsonl``) judged against this catalog;
+    a question the catalog cannot judge (a name it lacks, no recipe meets it) is left out."""
+    from pipelines.human_eval import judge, load_questions
+
+    out: list[tuple[Any, ...]] = []
+    for no, q in enumerate(load_questions()):
+        try:
+            (correct,) = judge(catalog, [q])
+        except InputError:
+            continue
+        cards = tuple(card_answer(idx, i, budget) for i in correct)
+        out.append((q["q"], cards[0], f"human:{no}", "human", (correct[0],), tuple(correct), cards))
+    return out
+
+
+def relevant_cards(
+    intents: Sequence[str],
+    positives: Sequence[str],
+    answers: Sequence[Any],
+    correct: Sequence[Any],
+    correct_cards: Sequence[Any],
+) -> list[list[str]]:
+    """Per eval row: every recipe card in the eval (a positive, or the card of a correct recipe of an extra
+    slice's question) whose recipe meets a recipe-card question's need; ``[]`` for other intents (their
+    positive only). The cards of every correct recipe join the eval corpus, so it is as dense as the
+    catalog around each answer."""
+    cards: dict[int, list[str]] = defaultdict(list)
+    for intent, text, named, ok, texts in zip(intents, positives, answers, correct, correct_cards, strict=True):
+        found = [(int(named[0]), text)] if intent == "recipe_card" and len(named) == 1 else []
+        for i, card in [*found, *zip(ok, texts, strict=False)]:
+            if card not in cards[int(i)]:
+                cards[int(i)].append(card)
+    out: list[list[str]] = []
+    for intent, text, ok in zip(intents, positives, correct, strict=True):
+        if intent != "recipe_card":
+            out.append([])
+            continue
+        texts = [text, *(t for i in ok for t in cards.get(int(i), ()))]
+        out.append(list(dict.fromkeys(texts)))
+    return out
+
+
+def is_correct_answer(
+    question_intent: str, correct: Sequence[int], answer_intent: str, answer_recipes: Sequence[int]
+) -> bool:
+    """Whether an answer (of another question) also answers this question correctly.
+
+    Listing answers (ingredient pairs, diet + ingredient, quick recipes) are correct for a listing
+    question when they name exactly its recipes, and for a recipe-card question when they name one of
+    the recipes that meet its need; a recipe card is correct when its recipe meets the need (or is one
+    of the recipes a listing question asks for). Per-recipe facts (diet tags, ingredient lists) and
+    "no recipes" answers are correct only as the question's own answer (same text).
+    """
+    if not correct or not answer_recipes:
+        return False
+    ok = set(correct)
+    if question_intent == "recipe_card":
+        return bool(ok & set(answer_recipes))
+    if answer_intent == "recipe_card":
+        return set(answer_recipes) <= ok
+    return set(answer_recipes) == ok
