@@ -182,7 +182,8 @@ def _answer_ingredients(idx: CatalogIndex, intent: str, subject: tuple) -> list[
 
 def _rename_answer(text: str, ingredients: Iterable[str], idx: CatalogIndex, say: Say) -> str:
     """Each ingredient that has training names, with probability 1/2, by one of them (whole words only)."""
-    for ing in sorted(set(ingredients), key=len, reverse=True):
+    # longest first, then by name: the same order in every process (a set's order depends on the hash seed)
+    for ing in sorted(set(ingredients), key=lambda name: (-len(name), name)):
         names = idx.aliases.get(ing)
         if names is None or not names.seen or say.uniform() >= 0.5:
             continue

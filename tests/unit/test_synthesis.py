@@ -441,3 +441,24 @@ def test_names_run_both_ways_and_alias_pairs_are_train_only(catalog: pd.DataFram
     for g, p in zip(ev["group_id"], ev["positive"], strict=True):
         a, b = g.removeprefix("pair:").split("|")
         assert a in p and b in p
+
+
+def test_the_same_seed_writes_the_same_pairs_in_every_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Python salts string hashes per process: nothing may depend on a set's order (renamed answers did)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom pipelines.catalog import load_catalog\nfrom pipelines.config import load_config\n"
+        "from pipelines.synthesis import synthesize\n"
+        "cfg = load_config('cpu')\n"  # renames train answers (answer_alias_probability > 0)
+        "synthesize(load_catalog(cfg.catalog), cfg.synthesis).to_parquet(sys.argv[1])\n"
+    )
+    frames = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"pairs-{seed}.parquet"
+        env = {**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-c", code, str(out)], env=env, check=True, timeout=300)
+        frames.append(pd.read_parquet(out))
+    assert frames[0].equals(frames[1])
