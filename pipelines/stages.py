@@ -1,4 +1,4 @@
-"""Path-in / path-out stages: what ``recipe-embed run`` chains and what the Prefect tasks wrap.
+"""Path-in / path-out stages: what both runners of :mod:`pipelines.sequence` call (in-process, or wrapped as Prefect tasks).
 
 Each stage takes the resolved config plus paths or URIs and returns paths, URIs or plain dicts,
 never live models, so a stage can run in another process (a Prefect task, a child process).
