@@ -6,7 +6,7 @@ epoch with the fast per-dimension IR evaluator, keeps the best checkpoint by
 ``dim_<max>_cosine_map@100`` and writes it to ``out_dir/model``. Checkpoints go to
 ``out_dir/checkpoints`` (``resume=True`` continues from the last complete one). A NaN or infinite
 training loss stops training at once with :class:`TrainingError` and nothing is written to
-``out_dir/model``.
+``out_dir/model``; running out of device memory is an :class:`OutOfMemoryError`.
 
 ``train`` reads as the library's recipe, one numbered step after another; the trainer it runs (fast
 input, clocks, NaN guard, checkpoint safety) is :mod:`pipelines.trainer`, the step clocks and the
@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 from pipelines import distributed
 from pipelines.checkpoints import CHECKPOINTS_SUBDIR, resume_hint, resume_or_clear
 from pipelines.config import ModelConfig, TrainingConfig
-from pipelines.errors import InputError, TrainingError, note_interrupt, write_failure
+from pipelines.errors import (
+    InputError,
+    TrainingError,
+    is_out_of_memory,
+    note_interrupt,
+    out_of_memory,
+    write_failure,
+)
 from pipelines.io import read_json_object, write_json
 from pipelines.metrics import dim_prefix, primary_metric_key
 
@@ -262,18 +269,16 @@ def _base_model(model_cfg: ModelConfig, cfg: TrainingConfig, run: _Run) -> Sente
 @contextlib.contextmanager
 def _explained_failures(run: _Run, cfg: TrainingConfig) -> Iterator[None]:
     """Failures of the training loop as what to do next: an interrupt notes how to resume, running
-    out of memory or a missing attention kernel is a :class:`TrainingError`."""
+    out of memory is an :class:`OutOfMemoryError` (with the batch-size hint), a missing attention
+    kernel a :class:`TrainingError`."""
     try:
         yield
     except KeyboardInterrupt as exc:
         note_interrupt(exc, resume_hint(run.data_dir, run.out_dir))
         raise
     except (RuntimeError, ValueError) as exc:
-        if "out of memory" in str(exc).lower():
-            raise TrainingError(
-                f"out of memory at per-device batch {cfg.per_device_batch_size}: lower "
-                "training.per_device_batch_size or use training.loss=cached_mnrl"
-            ) from exc
+        if is_out_of_memory(exc):  # torch.OutOfMemoryError, CUDA or MPS out of memory
+            raise out_of_memory(exc, run.global_batch // run.world, "training") from exc
         if "no available kernel" in str(exc).lower():
             raise TrainingError(
                 f"training.attention_backend={cfg.attention_backend}: torch has no such attention kernel "
