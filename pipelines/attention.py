@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
 
 from pipelines.errors import InputError
 
-AttentionBackend = Literal["auto", "cudnn", "efficient", "flash", "math", "default"]
 ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "cudnn", "efficient", "flash", "math", "default")
 
 ATTN_IMPLEMENTATION = "sdpa"

@@ -151,7 +151,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def out_of_memory(exc: BaseException, batch_size: int | None = None, where: str = "training") -> OutOfMemoryError:
-    """A one-line :class:`OutOfMemoryError` with the hint to lower the batch size."""
+    """A one-line :class:`OutOfMemoryError` with the hint to lower the batch size; for an
+    :class:`OutOfMemoryError` (training raises one already), a copy with its message unchanged."""
+    if isinstance(exc, OutOfMemoryError):
+        return OutOfMemoryError(str(exc))
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     hint = (
         f"lower the batch size (now {batch_size}), e.g. --set training.per_device_batch_size={max(2, batch_size // 2)}"

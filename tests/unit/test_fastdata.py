@@ -60,7 +60,8 @@ def test_collator_features_equal_the_library_collator(model: Any, recipe_pairs: 
 def test_token_cache_is_reused_and_keyed_by_max_seq_length(
     tmp_path: Path, model: Any, recipe_pairs: pd.DataFrame
 ) -> None:
-    from pipelines.fastdata import CACHE_DIR, prepare_train_input
+    from pipelines.fastdata import prepare_train_input
+    from pipelines.tokencache import CACHE_DIR
 
     frame = recipe_pairs[["anchor", "positive"]].astype(str)
     frame.to_parquet(tmp_path / "train.parquet", index=False)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.checkpoints import CHECKPOINTS_SUBDIR, last_complete_checkpoint, resume_hint
 from pipelines.errors import interrupt_message, note_interrupt
-from pipelines.training import CHECKPOINTS_SUBDIR, last_complete_checkpoint, resume_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -80,3 +80,39 @@ def test_prefect_tasks_do_not_retry_out_of_memory() -> None:
 
 def test_out_of_memory_hint_halves_the_batch() -> None:
     assert "per_device_batch_size=32" in str(out_of_memory(MemoryError(), 64))
+
+
+def test_out_of_memory_keeps_the_message_of_an_out_of_memory_error() -> None:
+    first = out_of_memory(torch.OutOfMemoryError("CUDA out of memory"), 64)
+    again = out_of_memory(first, 16)  # a caller wrapping what training raised says it once
+    assert isinstance(again, OutOfMemoryError) and str(again) == str(first)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"),
+    ],
+)
+def test_out_of_memory_inside_training_is_an_out_of_memory_error(
+    tmp_path: Path, tiny_dataset_dir: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
+) -> None:
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
+
+    from pipelines.config import ModelConfig, TrainingConfig
+    from pipelines.training import train
+
+    def boom(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise exc
+
+    monkeypatch.setattr(MatryoshkaLoss, "forward", boom)
+    cfg = TrainingConfig(epochs=1, per_device_batch_size=16, optim="adamw_torch", device="cpu")
+    with pytest.raises(OutOfMemoryError) as info:
+        train(tiny_dataset_dir, tmp_path / "out", ModelConfig(max_seq_length=32), cfg, progress=False)
+    assert info.value.__cause__ is exc
+    message = str(info.value)
+    assert message.startswith(f"out of memory during training ({str(exc).splitlines()[0]})"), message
+    assert "training.per_device_batch_size=8" in message and "not retried" in message
+    assert not (tmp_path / "out" / "model").exists()

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.checkpoints import CHECKPOINTS_SUBDIR, last_complete_checkpoint
 from pipelines.errors import StorageError
-from pipelines.training import CHECKPOINTS_SUBDIR, _install_model, last_complete_checkpoint
+from pipelines.training import _install_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.checkpoints import last_complete_checkpoint
 from pipelines.config import ModelConfig, TrainingConfig
 from pipelines.errors import InputError, TrainingError
 from pipelines.evaluation import evaluate_pairs
-from pipelines.training import TrainResult, last_complete_checkpoint, load_train_result, train
+from pipelines.training import TrainResult, load_train_result, train
 
 MODEL_CFG = ModelConfig(max_seq_length=32)
 # 48 pairs, batch 16 -> 3 steps an epoch.
