@@ -31,17 +31,23 @@ def cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
     ],
 )
 def test_cli_train_maps_out_of_memory_to_one_line_with_a_hint(tmp_path, tiny_dataset_dir, monkeypatch, exc) -> None:
+    """What training raises for each (test_out_of_memory_inside_training_is_an_out_of_memory_error) reaches
+    the command line as one line with the hint, and the parent of a training child as its type."""
     import pipelines.training
+    from pipelines.childproc import ERROR_FILE_ENV, read_error
 
     def boom(*_a, **_k):  # type: ignore[no-untyped-def]
-        raise exc
+        raise out_of_memory(exc, 16) from exc
 
     monkeypatch.setattr(pipelines.training, "train", boom)
+    monkeypatch.setenv(ERROR_FILE_ENV, str(tmp_path / "error.json"))
     r = runner.invoke(app, ["train", "--data", str(tiny_dataset_dir), "--out", str(tmp_path / "m"), "-p", "smoke"])
     assert r.exit_code == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "out of memory during training" in lines[0]
     assert "training.per_device_batch_size=" in lines[0] and "not retried" in lines[0]
+    recorded = read_error(tmp_path / "error.json")
+    assert isinstance(recorded, OutOfMemoryError) and lines[0].endswith(str(recorded))
 
 
 def test_other_runtime_errors_are_not_out_of_memory() -> None:
