@@ -154,11 +154,11 @@ def describe_model(cfg: PipelineConfig, c: MlflowClient) -> None:
 
 
 def default_lock(cfg: PipelineConfig) -> AbstractContextManager[Any]:
-    """The promotion lock keyed by the tracking URI (see :mod:`pipelines.locks`); a flow may inject
-    a factory that also holds a distributed lock."""
-    from pipelines.locks import registry_lock
+    """The promotion lock's file lock keyed by the tracking URI (see :mod:`pipelines.locks`); the entry
+    points inject :func:`pipelines.locks.promotion_lock`, which adds the Prefect slot."""
+    from pipelines.locks import promotion_lock
 
-    return registry_lock(cfg)()
+    return promotion_lock(cfg, slot=False)()
 
 
 def _decision_tags(decision: Decision) -> dict[str, str]:

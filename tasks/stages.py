@@ -25,8 +25,8 @@ from prefect.logging import get_run_logger
 
 from pipelines import stages
 from pipelines.config import PipelineConfig
-from tasks.locks import PROMOTION_LOCK as PROMOTION_LOCK  # re-exported: the flow uses t.promotion_lock
-from tasks.locks import promotion_lock as promotion_lock
+from pipelines.locks import PROMOTION_LOCK as PROMOTION_LOCK  # re-exported: the flow uses t.promotion_lock
+from pipelines.locks import promotion_lock as promotion_lock
 from tasks.training_proc import train_in_subprocess
 
 TRAIN_TIMEOUT_S = float(os.environ.get("RECIPE_EMBED_TRAIN_TIMEOUT_S", 6 * 3600))

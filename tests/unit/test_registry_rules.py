@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from import_blocker import blocker_code
 
 from pipelines.bootstrap import paired_bootstrap
 from pipelines.config import RegistryConfig
@@ -251,14 +252,10 @@ def test_every_description_starts_with_its_verdict_said_once() -> None:
     assert run_name_for("skipped", None, None) == "skipped"
 
 
-_NO_MLFLOW = """
-import importlib.abc, json, sys
-class _BlockMlflow(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == "mlflow" or fullname.startswith("mlflow."):
-            raise ModuleNotFoundError(f"No module named {fullname!r} (blocked by test_registry_rules)")
-        return None
-sys.meta_path.insert(0, _BlockMlflow())
+_NO_MLFLOW = (
+    blocker_code("mlflow")
+    + """
+import json
 try:
     import mlflow
     blocked = False
@@ -274,6 +271,7 @@ d = decide(Scores({"dim_384_cosine_map@100": float(ap.mean() + 0.1)}, {384: ap +
 print(json.dumps({"blocked": blocked, "promote": d.promote,
                   "mlflow_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "mlflow")}))
 """
+)
 
 
 def test_the_rule_imports_and_decides_without_mlflow() -> None:
