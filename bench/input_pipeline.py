@@ -14,9 +14,11 @@ The batches are checked equal (same rows, same features) before anything is time
 tokenization (cached beside the dataset afterwards) is printed separately. Prints
 ``ours is N.Nx faster``.
 
-Data: ``pipelines.datasets.build_dataset`` (the real synthesizer, ``cpu`` profile; where its
-dependencies are missing, the local generator of ``bench/train_throughput.py``) at ``--n-train`` pairs, optionally with a ``negative`` column (``--negatives``: each row's positive
-shifted by a few rows, a stand-in for mined hard negatives) to time three text columns.
+Data: ``pipelines.datasets.build_dataset`` (the real synthesizer, ``cpu`` profile, without hard-negative
+mining: the timed columns are the anchor and the positive; where its dependencies are missing, the local
+generator of ``bench/train_throughput.py``) at ``--n-train`` pairs, optionally with a ``negative`` column
+(``--negatives``: each row's positive shifted by a few rows, a stand-in for mined hard negatives) to time
+three text columns.
 
     python bench/input_pipeline.py --n-train 20000
 """
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             from train_throughput import build_data  # the real synthesizer, else a local generator
 
             t0 = time.perf_counter()
-            data, source = build_data(Path(tmp) / "data", args.n_train, max(1, args.n_train // 10), args.seed)
+            n_eval = max(1, args.n_train // 10)
+            data, source = build_data(Path(tmp) / "data", args.n_train, n_eval, args.seed, hard_negatives=False)
             print(f"data from {source} in {time.perf_counter() - t0:.1f} s", flush=True)
         frame = pd.read_parquet(Path(data) / "train.parquet")
         cols = ["anchor", "positive"]

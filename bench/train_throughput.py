@@ -56,15 +56,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def build_data(out: Path, n_train: int, n_eval: int, seed: int) -> tuple[Path, str]:
-    """A dataset directory (train/validation/eval.parquet) and where it came from."""
+def build_data(out: Path, n_train: int, n_eval: int, seed: int, hard_negatives: bool = True) -> tuple[Path, str]:
+    """A dataset directory (train/validation/eval.parquet) and where it came from; ``hard_negatives=False``
+    skips the mining (``synthesis.hard_negatives``) for a caller that reads no ``negative`` column."""
     try:
         from pipelines.config import load_config
         from pipelines.datasets import build_dataset
     except ImportError:
         build_dataset = None  # type: ignore[assignment]
     if build_dataset is not None:
-        cfg = load_config("cpu", overrides={"synthesis": {"n_train": n_train, "n_eval": n_eval, "seed": seed}})
+        synthesis = {"n_train": n_train, "n_eval": n_eval, "seed": seed, "hard_negatives": hard_negatives}
+        cfg = load_config("cpu", overrides={"synthesis": synthesis})
         build_dataset(cfg, out)
         return out, "pipelines.datasets.build_dataset"
 

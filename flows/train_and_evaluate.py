@@ -33,9 +33,9 @@ from pipelines.config import (
     parse_set,
     read_config_file,
 )
+from pipelines.locks import promotion_lock
 from tasks import stages as t
 from tasks.stages import PromotionFailed as PromotionFailed  # re-exported: the run's Failed message
-from tasks.stages import promotion_lock
 
 if TYPE_CHECKING:
     ProfileChoice = str

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.errors import EvaluationError, InputError
+from pipelines.models import load_model
 
 if TYPE_CHECKING:
     import torch
@@ -36,7 +37,6 @@ from pipelines.metrics import (
     PRECISION_RECALL_AT_K,
     PRIMARY,
     Scores,
-    dim_name,
     metric_key,
     size_key,
 )
@@ -119,54 +119,6 @@ def _check_ir_data(queries: Mapping[str, str], corpus: Mapping[str, str], releva
 
 
 # --- model --------------------------------------------------------------------------------------
-
-
-MLFLOW_MODEL_PREFIXES = ("models:/", "runs:/")
-
-
-def is_mlflow_uri(name: str | Path) -> bool:
-    return isinstance(name, str) and name.startswith(MLFLOW_MODEL_PREFIXES)
-
-
-def resolve_model_path(name: str | Path) -> str:
-    """A ``MODEL_DIR`` written by ``train`` -> its ``model/``; MLflow URIs unchanged; else :func:`resolve_base_model`."""
-    from pipelines.models import model_dir_of, resolve_base_model
-
-    if is_mlflow_uri(name):
-        return str(name)
-    p = Path(name).expanduser()
-    if p.is_dir() and (p / "model").is_dir():
-        return str(model_dir_of(p))
-    return resolve_base_model(str(name))
-
-
-def load_model(name: str | Path, device: str | None = None) -> SentenceTransformer:
-    """Load a SentenceTransformer from a model dir, a train output dir, ``bundled:...``, a hub id, or an
-    MLflow URI (``models:/recipe-embedder@champion``, ``runs:/ID/model``) from the current tracking URI."""
-    path = resolve_model_path(name)  # path errors before the heavy import
-    if is_mlflow_uri(path):
-        import mlflow.sentence_transformers
-        from mlflow.exceptions import MlflowException
-
-        try:
-            loaded = mlflow.sentence_transformers.load_model(path)
-        except MlflowException as exc:
-            raise InputError(f"{name}: cannot load from MLflow: {exc.message.splitlines()[0]}") from exc
-        return loaded.to(device) if device else loaded
-
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        return SentenceTransformer(path, device=device)
-    except BrokenPipeError:  # our stdout/stderr lost its reader, not a model problem: drop output, retry
-        from pipelines.stdio import detach_broken_stdio
-
-        if not detach_broken_stdio():
-            raise
-        return SentenceTransformer(path, device=device)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{name}: cannot load model: {first}") from exc
 
 
 def _as_model(model: str | Path | SentenceTransformer, device: str | None) -> SentenceTransformer:
@@ -536,49 +488,3 @@ def read_per_query(path: str | Path) -> dict[int, np.ndarray]:
         for col in frame.columns
         if col.startswith("ap_dim_")
     }
-
-
-# --- the library's path (reference for tests and bench) -----------------------------------------
-
-
-def reference_evaluate(
-    model: str | Path | SentenceTransformer,
-    pairs: pd.DataFrame,
-    dims: Sequence[int],
-    batch_size: int = 256,
-) -> dict[str, float]:
-    """The same metrics through ``SequentialEvaluator([InformationRetrievalEvaluator(truncate_dim=d)])``.
-
-    Re-encodes everything once per dimension. The returned dict is the library's, including its
-    ``sequential_score`` key.
-    """
-    evaluator = build_reference_evaluator(pairs, dims, batch_size)
-    n_queries = len(pairs)
-    for sub in evaluator.evaluators:
-        if len(sub.queries_ids) != n_queries:
-            raise EvaluationError(f"{sub.name}: evaluates {len(sub.queries_ids)} queries, expected {n_queries}")
-    return dict(evaluator(_as_model(model, None)))
-
-
-def build_reference_evaluator(pairs: pd.DataFrame, dims: Sequence[int], batch_size: int = 256) -> Any:
-    """The library's ``SequentialEvaluator`` over one ``InformationRetrievalEvaluator`` per dim."""
-    from sentence_transformers.base.evaluation.sequential import SequentialEvaluator
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-    queries, corpus, relevant = build_ir_data(pairs)
-    q: dict[str, Any] = dict(queries)
-    c: dict[str, Any] = dict(corpus)
-    return SequentialEvaluator(
-        [
-            InformationRetrievalEvaluator(
-                queries=q,
-                corpus=c,
-                relevant_docs=relevant,
-                name=dim_name(d),
-                truncate_dim=d,
-                batch_size=batch_size,
-                write_csv=False,
-            )
-            for d in dims
-        ]
-    )

@@ -183,7 +183,7 @@ def render_model_card(
     decision: Mapping[str, Any] | None = None,
     serving: Mapping[str, Any] | None = None,
 ) -> str:
-    """The card as Markdown (``decision``: :meth:`pipelines.registry.Decision.to_dict`, when there was one)."""
+    """The card as Markdown (``decision``: :meth:`pipelines.promotion.Decision.to_dict`, when there was one)."""
     t = cfg.training
     dims = list(cfg.evaluation.dims)
     name = cfg.registry.model_name

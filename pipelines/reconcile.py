@@ -28,17 +28,15 @@ champion re-evaluated on the candidate's eval set, which is the promote command'
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import socket
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines import lifeline
+from pipelines import lifeline, prefect_http
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
@@ -85,25 +83,19 @@ def owner_tags(flow_run_id: str | None = None) -> dict[str, str]:
 
 def prefect_http_state(api_url: str | None = None, timeout_s: float = 10.0) -> FlowRunState | None:
     """A :data:`FlowRunState` that asks the Prefect REST API (``GET /flow_runs/{id}``), or None when no
-    API is configured (``$PREFECT_API_URL``). Uses no Prefect import; sends ``$PREFECT_API_KEY`` if set."""
-    url = api_url or os.environ.get("PREFECT_API_URL")
-    if not url:
+    API is configured (``$PREFECT_API_URL``). Uses no Prefect import (:mod:`pipelines.prefect_http`)."""
+    base = api_url or prefect_http.api_url()
+    if not base:
         return None
-    base = url.rstrip("/")
-    key = os.environ.get("PREFECT_API_KEY")
 
     def state(flow_run_id: str) -> str | None:
-        req = urllib.request.Request(f"{base}/flow_runs/{flow_run_id}")
-        if key:
-            req.add_header("Authorization", f"Bearer {key}")
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                body = json.loads(resp.read().decode("utf-8"))
+            body = prefect_http.call(base, "GET", f"/flow_runs/{flow_run_id}", timeout_s=timeout_s)
         except urllib.error.HTTPError as exc:
             return "DELETED" if exc.code == 404 else None
         except (urllib.error.URLError, OSError, ValueError):
             return None
-        st = body.get("state") or {}
+        st = (body or {}).get("state") or {}
         return str(st.get("type") or "") or None
 
     return state
@@ -168,22 +160,6 @@ RUN_ID_LABEL = "mlflow.run_id"
 """The flow labels its flow run with its MLflow run id (``flows/train_and_evaluate.py``)."""
 
 
-def _prefect_call(
-    api_url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout_s: float = 10.0
-) -> Any:
-    """One Prefect REST call with ``urllib`` (no Prefect import here); sends ``$PREFECT_API_KEY`` if set."""
-    req = urllib.request.Request(
-        f"{api_url.rstrip('/')}{path}",
-        data=None if body is None else json.dumps(body).encode("utf-8"),
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    if key := os.environ.get("PREFECT_API_KEY"):
-        req.add_header("Authorization", f"Bearer {key}")
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        return json.loads(resp.read().decode("utf-8") or "null")
-
-
 def _mlflow_run_of(c: Any, exp_id: str | None, flow_run: dict[str, Any]) -> Any:
     """The MLflow run a flow run started (its label, else the run tagged with its id), or None."""
     from mlflow.entities import ViewType
@@ -215,7 +191,7 @@ def reconcile_flow_runs(cfg: PipelineConfig, api_url: str | None = None, dry_run
     """
     from pipelines import tracking
 
-    api = api_url or os.environ.get("PREFECT_API_URL")
+    api = api_url or prefect_http.api_url()
     if not api:
         return []
     body = {
@@ -224,7 +200,7 @@ def reconcile_flow_runs(cfg: PipelineConfig, api_url: str | None = None, dry_run
         "limit": 200,
     }
     try:
-        flow_runs = _prefect_call(api, "POST", "/flow_runs/filter", body)
+        flow_runs = prefect_http.call(api, "POST", "/flow_runs/filter", body)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return [Finding("flow run", "-", "kept", f"Prefect API {api} not reachable ({exc})")]
     c = tracking.client(cfg)
@@ -252,7 +228,7 @@ def reconcile_flow_runs(cfg: PipelineConfig, api_url: str | None = None, dry_run
             continue
         state = {"type": "CRASHED", "name": "Crashed", "message": message}
         try:
-            result = _prefect_call(api, "POST", f"/flow_runs/{fr_id}/set_state", {"state": state, "force": True})
+            result = prefect_http.call(api, "POST", f"/flow_runs/{fr_id}/set_state", {"state": state, "force": True})
         except (urllib.error.URLError, OSError, ValueError) as exc:
             out.append(Finding("flow run", fr_id, "kept", f"{why}; setting it Crashed failed: {exc}"))
             continue
@@ -272,7 +248,7 @@ def reconcile_versions(
     from mlflow.exceptions import MlflowException
 
     from pipelines import registry, tracking
-    from pipelines.locks import registry_lock
+    from pipelines.locks import promotion_lock
 
     c = tracking.client(cfg)
     name = cfg.registry.model_name
@@ -285,7 +261,7 @@ def reconcile_versions(
     if not any("decision" not in (v.tags or {}) for v in versions):
         return []
     out: list[Finding] = []
-    with (lock or registry_lock(cfg))():
+    with (lock or promotion_lock(cfg, slot=False))():
         champion = registry.get_alias(c, name, cfg.registry.champion_alias)
         champ_v = str(champion.version) if champion is not None else None
         for v in sorted(c.search_model_versions(f"name = '{name}'"), key=lambda m: int(m.version)):

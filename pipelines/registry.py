@@ -3,9 +3,10 @@
 Each candidate becomes a version of ``cfg.registry.model_name``. The incumbent is the version under
 the ``champion`` alias, always read with ``get_model_version_by_alias`` (search results may carry
 empty aliases). The champion is re-scored on the candidate's eval set (through an injected
-``evaluate`` callable) and :func:`decide` applies the rule: a seeded paired bootstrap over queries of
-the per-query average precision at the primary dim. On promotion the aliases move: ``champion`` ->
-candidate, ``previous-champion`` -> old champion; the decision tags are written first.
+``evaluate`` callable) and :func:`pipelines.promotion.decide` applies the rule (pure, no MLflow): a
+seeded paired bootstrap over queries of the per-query average precision at the primary dim. On
+promotion the aliases move: ``champion`` -> candidate, ``previous-champion`` -> old champion; the
+decision tags are written first.
 
 Races. The champion is scored before the lock (the slow part) and the candidate remembers which
 version that was. Inside the lock the champion is read again: when it is still that version the rule
@@ -21,25 +22,31 @@ import contextlib
 import json
 import math
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines import tracking
-from pipelines.bootstrap import paired_bootstrap
 from pipelines.errors import InputError, TrackingError
 from pipelines.metrics import LOAD_LINE, PRIMARY, Scores, headline, is_saturated, metric_key
-from pipelines.report import format_decision
+from pipelines.promotion import (
+    Decision,
+    as_scores,
+    decide,
+    run_name_for,
+    superseded_line,
+    verdict_line,
+    with_changes,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from pipelines.config import PipelineConfig, RegistryConfig
+    from pipelines.config import PipelineConfig
 
 RUN_ID_TAG = "recipe_embed.run_id"
 CATALOG_DIGEST_TAG = "recipe_embed.catalog_digest"
@@ -54,192 +61,6 @@ MODEL_DESCRIPTION = (
     "truncated to {dims} dimensions. The version under the alias '{alias}' is the one to serve: {load}. "
     "Each version's description is its promotion decision."
 )
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one comparison.
-
-    ``deltas``: candidate minus champion map@100 per dim (point estimates). ``delta`` / ``ci_low`` /
-    ``ci_high``: the mean per-query average-precision difference at ``primary_dim`` and its 95% paired
-    bootstrap interval, against ``scored_against`` (the champion the candidate was first scored against;
-    it differs from ``champion_version`` only when a racing promotion moved the alias meanwhile).
-    """
-
-    promote: bool
-    reason: str
-    deltas: dict[int, float] = field(default_factory=dict)
-    candidate_version: str | None = None
-    champion_version: str | None = None
-    """The incumbent the candidate was compared with (None: there was none)."""
-    delta: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    primary_dim: int | None = None
-    champion_primary: float | None = None
-    saturated: bool = False
-    scored_against: str | None = None
-
-    @property
-    def label(self) -> str:
-        return "promoted" if self.promote else "rejected"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["decision"] = self.label
-        d["deltas"] = {str(k): _json_float(v) for k, v in self.deltas.items()}
-        for k in ("delta", "ci_low", "ci_high", "champion_primary"):
-            if d[k] is not None:
-                d[k] = _json_float(d[k])
-        return d
-
-    def line(self) -> str:
-        """``PROMOTED (version 7 over 6): map@100 at 384 +0.0123 [0.0081, 0.0170]: ...``."""
-        return format_decision(self.to_dict())
-
-
-def _json_float(v: float) -> float | str:
-    return v if math.isfinite(v) else str(v)
-
-
-def _finite(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def as_scores(value: Scores | Mapping[str, float] | None) -> Scores | None:
-    """A metrics dict becomes :class:`Scores` without per-query values (it cannot be compared)."""
-    if value is None or isinstance(value, Scores):
-        return value
-    return Scores({k: float(v) for k, v in value.items()})
-
-
-def _with(d: Decision, **changes: Any) -> Decision:
-    return Decision(**{**asdict(d), **changes})
-
-
-GUARDED_SLICE = "human"
-"""The eval slice whose map@100 at the primary dim may not drop by more than ``registry.epsilon``."""
-
-
-def guarded_slice_drop(
-    candidate: Mapping[str, float], champion: Mapping[str, float], dim: int, epsilon: float
-) -> float | None:
-    """The candidate's change on :data:`GUARDED_SLICE` when it drops by more than ``epsilon``, else None
-    (also None when either side lacks the slice, e.g. a user's own eval file)."""
-    key = metric_key(dim, kind="slice", group=GUARDED_SLICE)
-    if key not in candidate or key not in champion:
-        return None
-    delta = float(candidate[key]) - float(champion[key])
-    return delta if not delta >= -epsilon else None
-
-
-def decide(
-    candidate: Scores | Mapping[str, float],
-    champion: Scores | Mapping[str, float] | None,
-    reg: RegistryConfig,
-    dims: Sequence[int],
-    *,
-    candidate_catalog: str | None = None,
-    champion_catalog: str | None = None,
-) -> Decision:
-    """Pure rule, on the same eval set:
-
-    - a candidate with a missing or non-finite metric is never promoted;
-    - no champion: promote;
-    - paired bootstrap (``reg.bootstrap_resamples``, seed ``reg.bootstrap_seed``) over queries of the
-      candidate's minus the champion's average precision at ``reg.primary_dim``: promote when the 95%
-      interval's lower bound is above ``reg.margin`` and no other dim's map@100 drops by more than
-      ``reg.epsilon``;
-    - never when the ``human`` slice's map@100 at ``reg.primary_dim`` drops by more than ``reg.epsilon``;
-    - tie: promote ("not worse, newer catalog") when ``reg.promote_on_tie_with_newer_catalog``, the
-      interval contains 0, the catalogs' digests differ and no dim drops by more than ``reg.epsilon``.
-    """
-    cand = as_scores(candidate)
-    champ = as_scores(champion)
-    assert cand is not None
-    pd_ = reg.primary_dim
-    if not cand.metrics:
-        return Decision(False, "candidate has no metrics", primary_dim=pd_)
-    bad = sorted(k for k, v in cand.metrics.items() if not _finite(v))
-    if bad:
-        shown = ", ".join(f"{k}={cand.metrics[k]}" for k in bad[:3]) + (" ..." if len(bad) > 3 else "")
-        return Decision(False, f"candidate has {len(bad)} non-finite metric(s): {shown}", primary_dim=pd_)
-    missing = [metric_key(d) for d in dims if metric_key(d) not in cand.metrics]
-    if pd_ not in dims:
-        missing.insert(0, metric_key(pd_))
-    if missing:
-        return Decision(False, f"candidate metrics lack {', '.join(missing)}", primary_dim=pd_)
-    if champ is None:
-        return Decision(True, "no champion yet", primary_dim=pd_)
-    deltas = {
-        d: float(cand.metrics[metric_key(d)]) - float(champ.metrics[metric_key(d)])
-        for d in dims
-        if metric_key(d) in champ.metrics
-    }
-    pk = metric_key(pd_)
-    if pk not in champ.metrics:
-        return Decision(False, f"champion metrics lack {pk}; cannot compare", deltas, primary_dim=pd_)
-    champ_primary = float(champ.metrics[pk])
-    base = Decision(
-        False,
-        "",
-        deltas,
-        primary_dim=pd_,
-        champion_primary=champ_primary,
-        saturated=is_saturated(champ_primary),
-    )
-    cand_ap, champ_ap = cand.ap(pd_), champ.ap(pd_)
-    if cand_ap is None or champ_ap is None:
-        who = "candidate" if cand_ap is None else "champion"
-        return _with(base, reason=f"the {who} has no per-query scores at dim {pd_}; cannot compare")
-    if len(cand_ap) != len(champ_ap):
-        return _with(
-            base, reason=f"scored on different eval sets ({len(cand_ap)} vs {len(champ_ap)} queries); cannot compare"
-        )
-    iv = paired_bootstrap(cand_ap, champ_ap, reg.bootstrap_resamples, reg.bootstrap_seed)
-    base = _with(base, delta=iv.delta, ci_low=iv.low, ci_high=iv.high)
-    if not iv.finite:
-        return _with(base, reason="non-finite per-query scores; never promoted")
-    human_drop = guarded_slice_drop(cand.metrics, champ.metrics, pd_, reg.epsilon)
-    if human_drop is not None:
-        return _with(
-            base,
-            reason=f"map@100 on the {GUARDED_SLICE} slice at dim {pd_} drops by {human_drop:+.4f}, "
-            f"more than epsilon {reg.epsilon:g}",
-        )
-    others_worse = [d for d, delta in deltas.items() if d != pd_ and not delta >= -reg.epsilon]
-    any_worse = [d for d, delta in deltas.items() if not delta >= -reg.epsilon]
-    drop = ", ".join(f"dim {d} {deltas[d]:+.4f}" for d in (others_worse or any_worse))
-    if iv.low > reg.margin:
-        if others_worse:
-            return _with(
-                base, reason=f"better at dim {pd_}, but map@100 drops by more than epsilon {reg.epsilon:g} at {drop}"
-            )
-        return _with(
-            base, promote=True, reason=f"better than the champion (lower bound above the margin {reg.margin:g})"
-        )
-    newer = bool(candidate_catalog) and bool(champion_catalog) and candidate_catalog != champion_catalog
-    if iv.contains(0.0):
-        if reg.promote_on_tie_with_newer_catalog and newer and not any_worse:
-            return _with(base, promote=True, reason="not worse, newer catalog")
-        why = "a tie (the interval contains 0)"
-        if any_worse:
-            why += f", and map@100 drops by more than epsilon {reg.epsilon:g} at {drop}"
-        elif not reg.promote_on_tie_with_newer_catalog:
-            why += "; ties are not promoted (registry.promote_on_tie_with_newer_catalog is false)"
-        elif not newer:
-            why += (
-                " on the same catalog"
-                if candidate_catalog and candidate_catalog == champion_catalog
-                else " (the catalog digests are unknown)"
-            )
-        return _with(base, reason=why)
-    if iv.high < 0:
-        return _with(base, reason="worse than the champion (the whole interval is below 0)")
-    return _with(base, reason=f"not better by more than the margin {reg.margin:g} (lower bound {iv.low:.4f})")
 
 
 # --- registry access ---------------------------------------------------------------------------------
@@ -333,11 +154,11 @@ def describe_model(cfg: PipelineConfig, c: MlflowClient) -> None:
 
 
 def default_lock(cfg: PipelineConfig) -> AbstractContextManager[Any]:
-    """The promotion lock keyed by the tracking URI (see :mod:`pipelines.locks`); a flow may inject
-    a factory that also holds a distributed lock."""
-    from pipelines.locks import registry_lock
+    """The promotion lock's file lock keyed by the tracking URI (see :mod:`pipelines.locks`); the entry
+    points inject :func:`pipelines.locks.promotion_lock`, which adds the Prefect slot."""
+    from pipelines.locks import promotion_lock
 
-    return registry_lock(cfg)()
+    return promotion_lock(cfg, slot=False)()
 
 
 def _decision_tags(decision: Decision) -> dict[str, str]:
@@ -360,38 +181,8 @@ def _decision_tags(decision: Decision) -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
-VERDICTS = ("PROMOTED", "REJECTED", "SUPERSEDED", "SKIPPED")
-"""The first word of every run's and version's description (the runs list and the version list show it)."""
-
 CHAMPION_TAG = "champion"
 """``champion=true`` on the one run whose model holds the champion alias (runs list: ``tags.champion = 'true'``)."""
-
-
-def verdict_line(decision: Decision) -> str:
-    """The decision line starting with its verdict word: ``PROMOTED (version 7 over 6): ...`` or
-    ``REJECTED: KEPT champion (version 6): map@100 at 384 -0.0100 [...]: <reason>``."""
-    line = decision.line()
-    word = "PROMOTED" if decision.promote else "REJECTED"
-    return line if line.startswith(word) else f"{word}: {line}"
-
-
-def superseded_line(old_description: str, by_version: str) -> str:
-    """A former champion's description once ``by_version`` takes the alias (said once, however often called)."""
-    import datetime as dt
-
-    if old_description.startswith("SUPERSEDED"):
-        return old_description
-    day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    return f"SUPERSEDED by version {by_version} ({day}); was {old_description}".strip()
-
-
-def run_name_for(label: str, version: str | None, old_name: str | None) -> str:
-    """``promoted-v3-<flow run name>``, ``rejected-v4-...``, ``skipped-...``: the run name says what happened."""
-    head = f"{label}-v{version}" if version else label
-    old = old_name or ""
-    if old.startswith(f"{label}-"):
-        return old
-    return f"{head}-{old}" if old else head
 
 
 def show_verdict(c: MlflowClient, run_id: str, label: str, line: str, version: str | None = None) -> None:
@@ -502,11 +293,11 @@ def promote(
                 cfg, cand, baseline, current, score, full_candidate, mine, catalog_of(first), catalog_of(incumbent)
             )
             against = scored.get(current) or (scored.get(baseline) if baseline is not None else None)
-        decision = _with(d, candidate_version=v, champion_version=current, scored_against=baseline or current)
+        decision = with_changes(d, candidate_version=v, champion_version=current, scored_against=baseline or current)
         if against is not None and decision.champion_primary is None:
             cp = against.metrics.get(metric_key(reg.primary_dim))
             if cp is not None:
-                decision = _with(decision, champion_primary=float(cp), saturated=is_saturated(float(cp)))
+                decision = with_changes(decision, champion_primary=float(cp), saturated=is_saturated(float(cp)))
         try:
             tags = _decision_tags(decision)
             for k, val in tags.items():
@@ -561,7 +352,7 @@ def _decide_after_race(
             champion_catalog=baseline_catalog,
         )
     if not first.promote:
-        return _with(first, reason=f"{first.reason} (against version {baseline})")
+        return with_changes(first, reason=f"{first.reason} (against version {baseline})")
     now = score(current)
     pk = metric_key(reg.primary_dim)
     mine, theirs = float(cand.metrics[pk]), float(now.metrics.get(pk, math.nan))
@@ -572,7 +363,7 @@ def _decide_after_race(
     }
     was = f"version {baseline}" if baseline is not None else "no champion"
     if mine > theirs:
-        return _with(
+        return with_changes(
             first,
             deltas=deltas,
             reason=(
@@ -580,7 +371,7 @@ def _decide_after_race(
                 f"beats it by point estimate ({PRIMARY} {mine - theirs:+.4f})"
             ),
         )
-    return _with(
+    return with_changes(
         first,
         promote=False,
         deltas=deltas,

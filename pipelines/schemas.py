@@ -18,7 +18,6 @@ and a recipe's diet tags answer many phrasings of the same request.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -46,8 +45,8 @@ REASONS = (
     "duplicate",  # the same (anchor, positive) as an earlier row (normalized)
     "leakage",  # the question already appears in an earlier split (normalized)
 )
-INVALID_TEXT_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff]")
-# The same rule in RE2 syntax for pyarrow (surrogates cannot reach Arrow: they are caught on conversion).
+# The text rule (see the module docstring) in RE2 syntax for pyarrow (surrogates cannot reach Arrow: they are
+# caught on conversion).
 _INVALID_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{7f}-\x{9f}\x{fffd}\x{fffe}\x{ffff}]"
 _SEPARATORS_RE2 = r"[^\p{L}\p{N}]+"
 

@@ -95,7 +95,7 @@ def resolve_model(cfg: PipelineConfig, model: str | None) -> ServedModel:
     uri = model or f"models:/{cfg.registry.model_name}@{cfg.registry.champion_alias}"
     m = _VERSION_URI.match(uri)
     if m is None:
-        from pipelines.evaluation import resolve_model_path
+        from pipelines.models import resolve_model_path
 
         path = Path(resolve_model_path(uri))
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
@@ -144,7 +144,7 @@ def resolve_model(cfg: PipelineConfig, model: str | None) -> ServedModel:
 def load_served(served: ServedModel) -> SentenceTransformer:
     """The SentenceTransformer itself (for a downloaded MLflow model: its flavor's data directory,
     ``model.sentence_transformer/``, loaded without importing the pyfunc machinery)."""
-    from pipelines.evaluation import load_model
+    from pipelines.models import load_model
 
     data = served.path / "model.sentence_transformer"
     if data.is_dir():

@@ -26,8 +26,7 @@ from prefect.logging import get_run_logger
 from pipelines import sequence, skip, stages
 from pipelines.childproc import train_in_subprocess
 from pipelines.config import PipelineConfig
-from tasks.locks import PROMOTION_LOCK as PROMOTION_LOCK  # re-exported: the flow uses t.promotion_lock
-from tasks.locks import promotion_lock as promotion_lock
+from pipelines.locks import promotion_lock
 
 TRAIN_TIMEOUT_S = float(os.environ.get("RECIPE_EMBED_TRAIN_TIMEOUT_S", 6 * 3600))
 """Training child deadline; the task's own timeout adds a minute for the clean stop."""

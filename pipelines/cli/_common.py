@@ -71,19 +71,6 @@ def resolve(profile: str | None, config: Path | None, sets: list[str] | None, **
     return load_config(profile, file=config, sets=tuple(sets or ()), overrides=extra or None)
 
 
-def promotion_lock(cfg: PipelineConfig) -> Any:
-    """The promotion lock every entry point takes (see :mod:`pipelines.locks`): the file lock keyed by
-    the tracking URI, plus the Prefect global concurrency slot when ``PREFECT_API_URL`` is set (the
-    Prefect side lives in ``tasks.locks``; it is imported only then)."""
-    from pipelines.locks import registry_lock
-
-    if os.environ.get("PREFECT_API_URL"):
-        from tasks.locks import promotion_lock as with_prefect_slot
-
-        return with_prefect_slot(cfg)
-    return registry_lock(cfg)
-
-
 def quiet_third_party() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -143,8 +143,9 @@ def register(app: typer.Typer) -> None:
         """The card's IR metrics per dimension (encode once, slice per dim); base vs fine-tuned with --base."""
         from rich.console import Console
 
-        from pipelines.evaluation import evaluate_pairs, is_mlflow_uri, load_pairs, resolve_model_path
+        from pipelines.evaluation import evaluate_pairs, load_pairs
         from pipelines.io import write_json
+        from pipelines.models import is_mlflow_uri, resolve_model_path
 
         cfg = resolve(profile, config, set_)
         if any(m is not None and is_mlflow_uri(m) for m in (model, base)):

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, promotion_lock, resolve
+from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, resolve
+from pipelines.locks import promotion_lock
 
 
 def register(app: typer.Typer) -> None:

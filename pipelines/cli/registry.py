@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, promotion_lock, resolve
+from pipelines.cli._common import ConfigFileOpt, ProfileOpt, SetOpt, handle_errors, resolve
 from pipelines.errors import InputError
+from pipelines.locks import promotion_lock
 from pipelines.metrics import Scores
 
 

@@ -92,7 +92,8 @@ def test_gpu_fast_path_loss_matches_library_path(tmp_path: Path, tiny_dataset_di
 def test_gpu_evaluation_equals_library(recipe_pairs: pd.DataFrame, bundled_model_path: str) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from pipelines.evaluation import evaluate_pairs, reference_evaluate
+    from pipelines.evaluation import evaluate_pairs
+    from tests.reference_eval import reference_evaluate
 
     model = SentenceTransformer(bundled_model_path, device="cuda")
     dims = (384, 256, 128, 64)

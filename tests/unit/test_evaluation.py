@@ -18,10 +18,10 @@ from pipelines.evaluation import (
     load_pairs,
     per_query_path,
     read_per_query,
-    reference_evaluate,
     score_pairs,
     write_per_query,
 )
+from tests.reference_eval import reference_evaluate
 
 DIMS = (384, 256, 128, 64)
 

@@ -14,7 +14,7 @@ from flows import train_and_evaluate as fte
 from pipelines import report as rpt
 from pipelines import skip, stages
 from pipelines.config import ConfigError
-from pipelines.registry import Decision
+from pipelines.promotion import Decision
 from tasks import stages as t
 
 DIMS = (384, 256, 128, 64)

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import load_config
-from pipelines.locks import LockTimeoutError, lock_path, normalize_uri, registry_lock
+from pipelines.locks import (
+    PROMOTION_LOCK,
+    LockTimeoutError,
+    PrefectSlotError,
+    file_lock,
+    lock_path,
+    normalize_uri,
+    prefect_slot,
+    promotion_lock,
+)
 
 
 def _cfg(data_dir: Path, uri: str | None, timeout_s: float = 120):  # type: ignore[no-untyped-def]
@@ -44,11 +53,9 @@ def _hold(cfg_data: dict, entry: str, seconds: float, ready) -> None:  # type: i
 
     cfg = PipelineConfig.model_validate(cfg_data)
     if entry == "cli":
-        from pipelines.cli._common import promotion_lock
-
         factory = promotion_lock(cfg)
     else:
-        from tasks.locks import promotion_lock as flow_lock
+        from flows.train_and_evaluate import promotion_lock as flow_lock  # what the flow calls
 
         factory = flow_lock(cfg)
     with factory():
@@ -69,11 +76,9 @@ def test_flow_and_cli_locks_exclude_each_other_across_data_dirs(tmp_path, monkey
         assert ready.wait(120)
         other = _cfg(tmp_path / "two", uri, timeout_s=0.5)
         if taker == "cli":
-            from pipelines.cli._common import promotion_lock
-
             factory = promotion_lock(other)
         else:
-            from tasks.locks import promotion_lock as flow_lock
+            from tasks.stages import promotion_lock as flow_lock
 
             factory = flow_lock(other)
         with pytest.raises(LockTimeoutError, match="could not take the lock"), factory():
@@ -82,5 +87,89 @@ def test_flow_and_cli_locks_exclude_each_other_across_data_dirs(tmp_path, monkey
         held.join(60)
         if held.is_alive():
             held.kill()
-    with registry_lock(_cfg(tmp_path / "two", uri, timeout_s=5))():  # free once the holder is done
+    with promotion_lock(_cfg(tmp_path / "two", uri, timeout_s=5))():  # free once the holder is done
         pass
+
+
+# --- the Prefect slot, over the REST API (a stub server: tests/unit/stub_prefect_api.py) ------------------
+
+
+def _free(path: Path) -> bool:
+    try:
+        with file_lock(path, timeout_s=0):
+            return True
+    except LockTimeoutError:
+        return False
+
+
+def test_the_prefect_slot_is_taken_over_http_after_the_file_lock(tmp_path, monkeypatch) -> None:
+    from stub_prefect_api import LIMITS, serve
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = _cfg(tmp_path / "data", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with serve() as api:
+        monkeypatch.setenv("PREFECT_API_URL", api.url)
+        factory = promotion_lock(cfg)
+        assert api.calls == []  # nothing asked before the lock is entered
+        with factory() as path:
+            assert not _free(path)  # the file lock first ...
+            assert api.limits == {PROMOTION_LOCK: {"limit": 1, "active": 1}}  # ... then one slot of a 1-slot limit
+        assert _free(path) and api.limits[PROMOTION_LOCK]["active"] == 0 and api.leases == {}
+        assert api.calls == [
+            ("GET", f"{LIMITS}/{PROMOTION_LOCK}"),  # missing: created
+            ("POST", f"{LIMITS}/"),
+            ("POST", f"{LIMITS}/increment-with-lease"),
+            ("POST", f"{LIMITS}/decrement-with-lease"),
+        ]
+        with factory():  # the limit exists now: read, not created again
+            pass
+        assert api.paths("POST").count(f"{LIMITS}/") == 1 and api.limits[PROMOTION_LOCK]["active"] == 0
+        with promotion_lock(cfg, slot=False)():  # the file lock alone (registry.default_lock)
+            pass
+        assert len(api.calls) == 7  # 4 + GET, increment, decrement: nothing for the file lock alone
+
+
+def test_a_taken_prefect_slot_times_out_and_frees_the_file_lock(tmp_path, monkeypatch) -> None:
+    from stub_prefect_api import serve
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = _cfg(tmp_path / "data", f"sqlite:///{tmp_path / 'mlflow.db'}", timeout_s=0.5)
+    with serve() as api:
+        monkeypatch.setenv("PREFECT_API_URL", api.url)
+        api.limits[PROMOTION_LOCK] = {"limit": 1, "active": 1}  # another host holds it
+        start = time.monotonic()
+        with (
+            pytest.raises(LockTimeoutError, match="Prefect concurrency slot recipe-embedder-promotion"),
+            promotion_lock(cfg)(),
+        ):
+            pass
+        assert 0.4 < time.monotonic() - start < 10
+        assert api.paths("POST").count("/api/v2/concurrency_limits/increment-with-lease") > 1  # retried on 423
+        assert _free(lock_path(f"sqlite:///{tmp_path / 'mlflow.db'}", cfg.registry.model_name))
+
+
+def test_an_unreachable_prefect_api_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    from tests.conftest import free_ports
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (port,) = free_ports(1)
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{port}/api")
+    cfg = _cfg(tmp_path / "data", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with (
+        pytest.raises(PrefectSlotError, match=f"Prefect API http://127.0.0.1:{port}/api .*PREFECT_API_URL"),
+        promotion_lock(cfg)(),
+    ):
+        pass
+    assert _free(lock_path(f"sqlite:///{tmp_path / 'mlflow.db'}", cfg.registry.model_name))
+
+
+def test_a_held_slot_renews_its_lease(tmp_path) -> None:
+    from stub_prefect_api import serve
+
+    with serve() as api:
+        api.min_lease_s = 0.0
+        with prefect_slot(api.url, "a-limit", timeout_s=5, lease_s=0.3) as lease:
+            time.sleep(0.5)
+        renewals = [p for p in api.paths("POST") if p.endswith("/renew")]
+        assert renewals and all(lease in p for p in renewals)
+        assert api.limits["a-limit"]["active"] == 0

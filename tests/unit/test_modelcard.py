@@ -84,7 +84,7 @@ def test_plot_has_a_panel_per_slice(tmp_path: Path) -> None:
 
 
 def test_card_shows_slices_intents_and_the_decision_interval() -> None:
-    from pipelines.registry import Decision
+    from pipelines.promotion import Decision
 
     cfg = load_config("smoke")
     d = Decision(

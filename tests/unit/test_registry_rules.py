@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from import_blocker import blocker_code
 
 from pipelines.bootstrap import paired_bootstrap
 from pipelines.config import RegistryConfig
 from pipelines.locks import LockTimeoutError, file_lock
 from pipelines.metrics import Scores
-from pipelines.registry import Decision, decide
+from pipelines.promotion import Decision, decide
 from pipelines.tracking import sanitize, unsanitize
 
 DIMS = (384, 256, 128, 64)
@@ -235,7 +236,7 @@ def test_a_drop_on_the_human_slice_keeps_a_better_candidate_out() -> None:
 
 
 def test_every_description_starts_with_its_verdict_said_once() -> None:
-    from pipelines.registry import run_name_for, superseded_line, verdict_line
+    from pipelines.promotion import run_name_for, superseded_line, verdict_line
 
     kept = Decision(False, "worse", {384: -0.1}, "2", "1", delta=-0.1, ci_low=-0.12, ci_high=-0.08, primary_dim=384)
     assert verdict_line(kept).startswith("REJECTED: KEPT champion (version 1): map@100 at 384 -0.1000")
@@ -249,3 +250,43 @@ def test_every_description_starts_with_its_verdict_said_once() -> None:
     assert run_name_for("promoted", "1", "witty-fox") == "promoted-v1-witty-fox"
     assert run_name_for("promoted", "1", "promoted-v1-witty-fox") == "promoted-v1-witty-fox"
     assert run_name_for("skipped", None, None) == "skipped"
+
+
+_NO_MLFLOW = (
+    blocker_code("mlflow")
+    + """
+import json
+try:
+    import mlflow
+    blocked = False
+except ModuleNotFoundError:
+    blocked = True
+from pipelines.config import RegistryConfig
+from pipelines.metrics import Scores
+from pipelines.promotion import decide
+import numpy as np
+ap = np.linspace(0.2, 0.8, 50)
+d = decide(Scores({"dim_384_cosine_map@100": float(ap.mean() + 0.1)}, {384: ap + 0.1}),
+           Scores({"dim_384_cosine_map@100": float(ap.mean())}, {384: ap}), RegistryConfig(), (384,))
+print(json.dumps({"blocked": blocked, "promote": d.promote,
+                  "mlflow_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "mlflow")}))
+"""
+)
+
+
+def test_the_rule_imports_and_decides_without_mlflow() -> None:
+    """pipelines.promotion is the rule alone: it runs where mlflow cannot be imported at all."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
+    proc = subprocess.run([sys.executable, "-c", _NO_MLFLOW], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"blocked": True, "promote": True, "mlflow_loaded": []}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines import report as rpt
-from pipelines.registry import Decision
+from pipelines.promotion import Decision
 
 
 def _report(decision: dict | None, skipped: str | None = None, metrics: dict | None = None) -> dict:

@@ -69,8 +69,7 @@ def test_synthesize_stage_reuses_a_complete_dataset(tmp_path: Path) -> None:
 
 
 def test_model_root_resolves_to_its_model_subdir(tmp_path: Path) -> None:
-    from pipelines.evaluation import resolve_model_path
-    from pipelines.models import model_dir_of
+    from pipelines.models import model_dir_of, resolve_model_path
 
     root = tmp_path / "run1"
     (root / "model").mkdir(parents=True)

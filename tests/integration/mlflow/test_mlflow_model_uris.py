@@ -14,7 +14,8 @@ from pipelines import registry, tracking
 from pipelines.cli import app
 from pipelines.config import PipelineConfig
 from pipelines.errors import InputError
-from pipelines.evaluation import evaluate_pairs, load_model
+from pipelines.evaluation import evaluate_pairs
+from pipelines.models import load_model
 
 PAIRS = pd.DataFrame(
     {

@@ -19,7 +19,7 @@ from mlflow_test_helpers import (
     stored_metrics_evaluate,
 )
 
-from pipelines import registry, tracking
+from pipelines import promotion, registry, tracking
 from pipelines.config import PipelineConfig
 
 pytestmark = pytest.mark.integration
@@ -209,7 +209,7 @@ def _race_setup(cfg: PipelineConfig, uri: str):  # type: ignore[no-untyped-def]
     good = scores(GOOD[0], noise=NOISE, seed=GOOD[1])
     best = scores(BEST[0], noise=NOISE, seed=BEST[1])
     # the test discriminates: best vs good alone is not a promotion
-    assert not registry.decide(best, good, cfg.registry, cfg.evaluation.dims).promote
+    assert not promotion.decide(best, good, cfg.registry, cfg.evaluation.dims).promote
     good_run = make_candidate(cfg, good, uri, noise=NOISE, seed=GOOD[1])
     best_run = make_candidate(cfg, best, uri, noise=NOISE, seed=BEST[1])
     return (good_run, good), (best_run, best)
@@ -224,7 +224,7 @@ def test_racing_promotions_end_on_the_better_candidate_in_either_order(
     (good_run, good), (best_run, best) = _race_setup(mlflow_cfg, logged_model_uri)
     stale = alias_version(mlflow_cfg, "champion")
     first, second = ((best_run, best), (good_run, good)) if best_first else ((good_run, good), (best_run, best))
-    seen: dict[str, registry.Decision] = {}
+    seen: dict[str, promotion.Decision] = {}
 
     @contextlib.contextmanager
     def racing_lock():  # type: ignore[no-untyped-def]
