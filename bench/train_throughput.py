@@ -161,12 +161,15 @@ def run_cli(label: str, data: Path, work: Path, nproc: int, args: argparse.Names
         "model.base_model": args.model,
         "model.max_seq_length": args.max_seq_length,
     }
-    cmd = [sys.executable, "-m", "pipelines.cli", "train", "--data", str(data), "--out", str(out)]
-    cmd += [f"--set={k}={v}" for k, v in sets.items()]
+    from pipelines import childproc
+    from pipelines.config import load_config
+
+    cfg = load_config(None, sets=tuple(f"{k}={v}" for k, v in sets.items()))
     print(f"\n== ({label}) {nproc} rank(s), global batch {args.global_batch}, {args.max_steps} steps ==", flush=True)
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    subprocess.run(cmd, check=True, env=env, cwd=root)
+    with childproc.config_file(cfg) as config_file:
+        subprocess.run(childproc.train_command(data, out, config_file), check=True, env=env, cwd=root)
     result: dict[str, Any] = json.loads((out / "train_result.json").read_text())
     return result
 
