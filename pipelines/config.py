@@ -178,6 +178,21 @@ class TrainingConfig(_Frozen):
     attention_backend: Literal["auto", "cudnn", "efficient", "flash", "math", "default"] = Field(
         "auto", description="SDPA kernels for training and evaluation encodes; auto: flash/efficient on CUDA."
     )
+    base_interpolation: tuple[float, ...] = Field(
+        (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+        description="Mixes alpha * fine-tuned + (1 - alpha) * base weights tried on validation after training "
+        "(pipelines/interpolation.py); () keeps the fine-tuned weights. Needs a validation split.",
+    )
+    base_interpolation_tolerance: float = Field(
+        0.005, ge=0, le=1, description="The smallest alpha within this of the best validation map@100 wins."
+    )
+
+    @field_validator("base_interpolation")
+    @classmethod
+    def _alphas_in_range(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 <= a <= 1 for a in v):
+            raise ValueError("base_interpolation values must lie in [0, 1]")
+        return v
 
     @field_validator("nproc_per_node")
     @classmethod

@@ -294,6 +294,7 @@ def render_model_card(
         f"- `max_grad_norm`: {t.max_grad_norm:g}",
         f"- `batch_sampler`: {t.batch_sampler}",
         f"- `seed`: {t.seed}",
+        f"- `base_interpolation`: {list(t.base_interpolation)} (tolerance {t.base_interpolation_tolerance:g})",
     ]
     run_facts = []
     for label, k in (
@@ -306,6 +307,13 @@ def render_model_card(
         if train_result.get(k) is not None:
             v = train_result[k]
             run_facts.append(f"- {label}: {fmt(v) if isinstance(v, float) else v}")
+    mix = (train_result.get("settings") or {}).get("base_interpolation")
+    if mix:
+        tried = ", ".join(f"{a}: {s:.4f}" for a, s in mix["validation_mean_map@100"].items())
+        run_facts.append(
+            f"- Weights: {mix['alpha']:g} x fine-tuned + {1 - mix['alpha']:g} x base (WiSE-FT), chosen on validation "
+            f"(mean map@100 by share of fine-tuned weights: {tried})"
+        )
     if run_facts:
         out += ["### Training Run", *run_facts]
     log = _loss_log(train_result)

@@ -73,6 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "optim": "adamw_torch",
             "logging_steps": 2,
             "save_total_limit": 1,
+            "base_interpolation": (),  # seconds count here; tests/unit/test_interpolation.py covers the mix
         },
         "evaluation": {"batch_size": 64},
     },

@@ -37,6 +37,7 @@ from pipelines.errors import (
     out_of_memory,
     write_failure,
 )
+from pipelines.interpolation import Interpolation, base_weights, mix_with_base
 from pipelines.io import read_json_object, write_json
 from pipelines.metrics import dim_prefix, primary_metric_key
 
@@ -338,6 +339,7 @@ def _train_result(
     pairs_seen: int,
     primary: str,
     input_settings: dict[str, Any],
+    mix: Interpolation | None = None,
 ) -> TrainResult:
     from pipelines.attention import model_attn_implementation
     from pipelines.trainer import resolve_precision
@@ -349,7 +351,9 @@ def _train_result(
         model_dir=run.out_dir / MODEL_SUBDIR,
         loss_history=_loss_history(state.log_history),
         best_checkpoint=state.best_model_checkpoint,
-        validation_metrics=_best_validation_metrics(state.log_history, best_step, cfg.matryoshka_dims),
+        validation_metrics=mix.metrics
+        if mix
+        else _best_validation_metrics(state.log_history, best_step, cfg.matryoshka_dims),
         train_pairs=len(run.train_df),
         seconds=round(seconds, 3),
         pairs_per_second=round(pairs_seen / max(seconds - eval_seconds, 1e-9), 2),
@@ -378,6 +382,7 @@ def _train_result(
             "loop_seconds": round(float(clocks.loop_seconds), 3),
             "loop_pairs_per_second": round(pairs_seen / clocks.loop_seconds, 2) if clocks.loop_seconds > 0 else None,
             "checkpoint_seconds": round(float(clocks.checkpoint_seconds), 3),
+            "base_interpolation": mix.to_dict() if mix else None,
         },
         world_size=run.world,
     )
@@ -411,6 +416,7 @@ def train(
     run = _start_run(data_dir, out_dir, train_cfg, resume, progress)
     model = _base_model(model_cfg, train_cfg, run)
     primary = primary_metric_key(train_cfg.matryoshka_dims, model.similarity_fn_name)
+    base_state = base_weights(model, train_cfg) if run.validation_df is not None else None  # for step 8
 
     # 2. Load data: the train pairs, pre-tokenized once by the fast input pipeline where it applies.
     train_dataset, fast_input, input_settings = _train_data(model, run, train_cfg, progress)
@@ -448,13 +454,16 @@ def train(
         trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     seconds = time.perf_counter() - t0
 
-    # 8. Save the best model (rank 0, once every rank finished) and train_result.json.
+    # 8. Keep what the base model knew: mix its weights back in, the mix chosen on validation (rank 0).
     pairs_seen = int(distributed.sum_across_ranks(trainer.pairs_seen, run.device))  # the whole job's pairs
     distributed.barrier()
+    mix = mix_with_base(trainer.model, base_state, evaluator, train_cfg, run.device)
+
+    # 9. Save the model (rank 0, once every rank finished) and train_result.json.
     if distributed.is_main_process():
         with _quiet_progress_bars(run.quiet):
             _install_model(trainer.model, run.out_dir / MODEL_SUBDIR)
-    result = _train_result(run, model_cfg, train_cfg, trainer, seconds, pairs_seen, primary, input_settings)
+    result = _train_result(run, model_cfg, train_cfg, trainer, seconds, pairs_seen, primary, input_settings, mix)
     if distributed.is_main_process():
         write_json(result.to_dict(), run.out_dir / RESULT_FILE)
     return result

@@ -25,6 +25,7 @@ TRAIN_METRIC_KEYS = (
     "train_checkpoint_seconds",
     "train_seconds",
     "train_pairs",
+    "train_base_interpolation_alpha",
 )
 """The training figures a run logs (``train_loss`` and ``train_epoch`` as step metrics)."""
 
@@ -55,6 +56,8 @@ def log_training(run_id: str, model_root: str | Path) -> dict[str, Any]:
         "train_checkpoint_seconds": settings.get("checkpoint_seconds"),
         "train_seconds": result.get("seconds"),
         "train_pairs": result.get("train_pairs"),
+        # the share of fine-tuned weights kept (1: the fine-tuned model; pipelines/interpolation.py)
+        "train_base_interpolation_alpha": (settings.get("base_interpolation") or {}).get("alpha"),
     }
     assert len(scalars) + 2 == len(TRAIN_METRIC_KEYS)
     log_metrics(run_id, {k: v for k, v in scalars.items() if v is not None})

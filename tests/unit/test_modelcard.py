@@ -37,6 +37,11 @@ def test_card_has_hyperparameters_counts_and_per_dim_tables() -> None:
     k = "dim_384_cosine_map@100"
     assert f"| 384 | {fmt(base[k])} | {fmt(cand[k])} | {cand[k] - base[k]:+.4f} | - |" in card
     assert "| Epoch | Step | Training Loss |" in card
+    assert "WiSE-FT" not in card  # no mix recorded
+
+    mixed = {**result, "settings": {"base_interpolation": {"alpha": 0.5, "validation_mean_map@100": {"0.5": 0.94}}}}
+    card = render_model_card(cfg, cand, base, None, manifest, mixed)
+    assert "- Weights: 0.5 x fine-tuned + 0.5 x base (WiSE-FT), chosen on validation" in card
 
 
 def test_metrics_table_rows_follow_the_reference_order_and_champion_column_is_optional() -> None:

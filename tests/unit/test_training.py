@@ -26,6 +26,7 @@ TRAIN_CFG = TrainingConfig(
     optim="adamw_torch",
     logging_steps=1,
     save_total_limit=1,
+    base_interpolation=(),  # the checkpoint the trainer chose, as is: tests/unit/test_interpolation.py mixes
 )
 
 
