@@ -217,12 +217,14 @@ def test_two_nightly_runs_at_once_run_one_and_cancel_the_other(stack) -> None:
 
 
 def test_retrying_nightly_run_keeps_its_slot_then_frees_it(stack) -> None:
-    # A nightly run with one retry fails (bad overrides), waits 45 s for its retry, fails again. While it
+    # A nightly run with one retry fails (bad overrides), waits 20 s for its retry, fails again. While it
     # waits it keeps the deployment's concurrency slot (a second nightly is refused); once it has ended
-    # FAILED the slot is free (the next nightly runs): no lost slot, no deadlock.
+    # FAILED the slot is free (the next nightly runs): no lost slot, no deadlock. The second nightly is
+    # refused when the worker picks it up (it asks every 2 s on the test stack); the slot stays taken for
+    # the 20 s and while the retry runs, time enough on a busy machine.
     bad = {"profile": "smoke", "overrides": {"training": {"epochz": 1}}}
     dep = stack.get("/deployments/name/train-and-evaluate/nightly")
-    body = {"parameters": bad, "empirical_policy": {"retries": 1, "retry_delay": 45}}
+    body = {"parameters": bad, "empirical_policy": {"retries": 1, "retry_delay": 20}}
     fr = str(stack.post(f"/deployments/{dep['id']}/create_flow_run", body)["id"])
     deadline = time.monotonic() + 300
     while (st := stack.flow_run(fr)["state"] or {}).get("name") != "AwaitingRetry":
