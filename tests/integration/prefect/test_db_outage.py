@@ -81,7 +81,7 @@ def _outage_then_reconcile(stack) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + 900
     while _alive(pids):  # the flow-run process ends on the errors (a set_state answered 500)
         assert time.monotonic() < deadline, f"flow-run processes {_alive(pids)} still alive 900 s into the outage"
-        time.sleep(5)
+        time.sleep(1)
 
     # the database comes back (up.sh starts PostgreSQL again, and the worker if it died)
     up = stack.script("up.sh", "--no-deploy")
@@ -98,7 +98,7 @@ def _outage_then_reconcile(stack) -> None:  # type: ignore[no-untyped-def]
             [*RECIPE_EMBED, "reconcile"], cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=120
         )
         findings = r.stdout + r.stderr
-        time.sleep(5)
+        time.sleep(1)
     assert state["type"] == "CRASHED", state
     message = state.get("message") or ""
     print(f"flow run {fr} {state['type']} {time.monotonic() - back:.0f}s after the database came back: {message}")

@@ -212,35 +212,19 @@ def test_two_nightly_runs_at_once_run_one_and_cancel_the_other(stack) -> None:
     assert client.get_run(run_id).info.status == "KILLED"
 
 
-def test_killed_worker_and_flow_run_process_end_crashed_and_free_the_nightly_slot(stack) -> None:
-    # A host crash: the worker and the flow-run process (and its training child) die with SIGKILL while
-    # the run trains. Its heartbeats stop; the automation of infra/automations/ marks it Crashed within
-    # 90 s of the last one, which releases the nightly deployment's concurrency slot.
-    params = {"profile": "smoke", "overrides": {"training": {"device": "cpu", "seed": 11, "epochs": 20}}}
-    fr = stack.run_deployment("train-and-evaluate/nightly", params)
-    stack.wait_label(fr, "mlflow.run_id", 600)
-    assert stack.flow_run(fr)["state"]["type"] == "RUNNING"
-    kill_host(stack, fr)
-    done = stack.wait_state(fr, ENDED, 180)
-    assert done["state"]["type"] == "CRASHED", done["state"]
-    assert "heartbeat" in (done["state"].get("message") or ""), done["state"]
-
-    # up.sh brings the worker back (its PID file names a dead process); the next nightly is not refused
-    up = stack.script("up.sh", "--no-deploy")
-    assert up.returncode == 0, up.stderr[-3000:]
-    nxt = stack.run_deployment("train-and-evaluate/nightly", params)
-    state = stack.wait_state(nxt, {"RUNNING", *ENDED}, 300)["state"]
-    assert state["type"] == "RUNNING", state
-    _cancel(stack, nxt)
+# A host crash (worker and flow-run process killed mid-training: Crashed by the heartbeat automation, the
+# nightly slot freed, the next nightly runs) is checked once, with its alert, in test_outcomes_and_alerts.py.
 
 
 def test_retrying_nightly_run_keeps_its_slot_then_frees_it(stack) -> None:
-    # A nightly run with one retry fails (bad overrides), waits 45 s for its retry, fails again. While it
+    # A nightly run with one retry fails (bad overrides), waits 20 s for its retry, fails again. While it
     # waits it keeps the deployment's concurrency slot (a second nightly is refused); once it has ended
-    # FAILED the slot is free (the next nightly runs): no lost slot, no deadlock.
+    # FAILED the slot is free (the next nightly runs): no lost slot, no deadlock. The second nightly is
+    # refused when the worker picks it up (it asks every 2 s on the test stack); the slot stays taken for
+    # the 20 s and while the retry runs, time enough on a busy machine.
     bad = {"profile": "smoke", "overrides": {"training": {"epochz": 1}}}
     dep = stack.get("/deployments/name/train-and-evaluate/nightly")
-    body = {"parameters": bad, "empirical_policy": {"retries": 1, "retry_delay": 45}}
+    body = {"parameters": bad, "empirical_policy": {"retries": 1, "retry_delay": 20}}
     fr = str(stack.post(f"/deployments/{dep['id']}/create_flow_run", body)["id"])
     deadline = time.monotonic() + 300
     while (st := stack.flow_run(fr)["state"] or {}).get("name") != "AwaitingRetry":
