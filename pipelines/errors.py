@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class RecipeEmbedError(Exception):
     """Base class. ``exit_code`` is what the CLI exits with; the message is one line."""
@@ -148,6 +151,20 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if "OutOfMemoryError" in names:  # torch.OutOfMemoryError (torch.cuda.OutOfMemoryError)
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(batch_size: int | None = None, where: str = "training") -> Iterator[None]:
+    """Raise any out-of-memory inside (torch's, CUDA's, MPS's, the host's) as one :class:`OutOfMemoryError`
+    with the batch-size hint: the one place that recognises one (training and evaluation use it)."""
+    try:
+        yield
+    except OutOfMemoryError:
+        raise
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory(exc, batch_size, where) from exc
+        raise
 
 
 def out_of_memory(exc: BaseException, batch_size: int | None = None, where: str = "training") -> OutOfMemoryError:

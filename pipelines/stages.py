@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PipelineConfig
-from pipelines.errors import RecipeEmbedError
+from pipelines.errors import RecipeEmbedError, out_of_memory_as_error
 from pipelines.io import write_json
 from pipelines.keys import dataset_key, run_tags, source_tags, training_key
 from pipelines.metrics import Scores, headline
@@ -117,14 +117,15 @@ def _score(cfg: PipelineConfig, model: str, data_dir: str) -> tuple[Any, Scores]
     from pipelines.serving import serving_request, with_recommendation
 
     pairs = load_pairs(Path(data_dir) / "eval.parquet")
-    scores = score_pairs(
-        model,
-        pairs,
-        cfg.evaluation.dims,
-        cfg.evaluation.batch_size,
-        attention_backend=cfg.training.attention_backend,
-        serving=serving_request(cfg.serving, Path(data_dir)),
-    )
+    with out_of_memory_as_error(cfg.evaluation.batch_size, "evaluation"):
+        scores = score_pairs(
+            model,
+            pairs,
+            cfg.evaluation.dims,
+            cfg.evaluation.batch_size,
+            attention_backend=cfg.training.attention_backend,
+            serving=serving_request(cfg.serving, Path(data_dir)),
+        )
     if scores.serving is not None:
         scores = dataclasses.replace(scores, serving=with_recommendation(scores.serving, cfg.serving.max_relative_loss))
     return pairs, scores

@@ -32,9 +32,8 @@ from pipelines.config import ModelConfig, TrainingConfig
 from pipelines.errors import (
     InputError,
     TrainingError,
-    is_out_of_memory,
     note_interrupt,
-    out_of_memory,
+    out_of_memory_as_error,
     write_failure,
 )
 from pipelines.interpolation import Interpolation, base_weights, mix_with_base
@@ -273,13 +272,12 @@ def _explained_failures(run: _Run, cfg: TrainingConfig) -> Iterator[None]:
     out of memory is an :class:`OutOfMemoryError` (with the batch-size hint), a missing attention
     kernel a :class:`TrainingError`."""
     try:
-        yield
+        with out_of_memory_as_error(run.global_batch // run.world, "training"):
+            yield
     except KeyboardInterrupt as exc:
         note_interrupt(exc, resume_hint(run.data_dir, run.out_dir))
         raise
     except (RuntimeError, ValueError) as exc:
-        if is_out_of_memory(exc):  # torch.OutOfMemoryError, CUDA or MPS out of memory
-            raise out_of_memory(exc, run.global_batch // run.world, "training") from exc
         if "no available kernel" in str(exc).lower():
             raise TrainingError(
                 f"training.attention_backend={cfg.attention_backend}: torch has no such attention kernel "

@@ -58,12 +58,12 @@ def result_storage_for(cfg: PipelineConfig) -> Path:
 
 def retry_unless_out_of_memory(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect ``retry_condition_fn``: an out-of-memory failure is not retried (it would fail again)."""
-    from pipelines.errors import is_out_of_memory
+    from pipelines.errors import OutOfMemoryError
 
     try:
         state.result(raise_on_failure=True)
     except BaseException as exc:
-        return not is_out_of_memory(exc)
+        return not isinstance(exc, OutOfMemoryError)  # the stages raise it for any out-of-memory
     return True
 
 

@@ -122,3 +122,16 @@ def test_out_of_memory_inside_training_is_an_out_of_memory_error(
     assert message.startswith(f"out of memory during training ({str(exc).splitlines()[0]})"), message
     assert "training.per_device_batch_size=8" in message and "not retried" in message
     assert not (tmp_path / "out" / "model").exists()
+
+
+def test_out_of_memory_in_evaluation_is_an_out_of_memory_error(cfg, tiny_dataset_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Evaluation goes through the same one check as training, so its task does not retry it either."""
+    import pipelines.evaluation
+    from pipelines import stages
+
+    def boom(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(pipelines.evaluation, "score_pairs", boom)
+    with pytest.raises(OutOfMemoryError, match=r"out of memory during evaluation \(CUDA out of memory"):
+        stages.evaluate_stage(cfg, "bundled:all-MiniLM-L6-v2", str(tiny_dataset_dir))
