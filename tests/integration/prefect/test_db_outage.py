@@ -70,6 +70,7 @@ def test_postgres_killed_mid_run_then_reconcile_crashes_the_flow_run_and_the_nex
 def _outage_then_reconcile(stack) -> None:  # type: ignore[no-untyped-def]
     params = {"profile": "smoke", "overrides": {"training": {"device": "cpu", "seed": 31, "epochs": 3}}}
     fr = stack.run_deployment("train-and-evaluate/nightly", params)
+    t0 = time.monotonic()
     run_id = stack.wait_label(fr, "mlflow.run_id", 600)
     assert stack.flow_run(fr)["state"]["type"] == "RUNNING"
     pids = _flow_run_pids(fr)
@@ -78,15 +79,19 @@ def _outage_then_reconcile(stack) -> None:  # type: ignore[no-untyped-def]
     # the outage: the postmaster dies with SIGKILL while the flow trains
     postmaster = int((Path(stack.env["PG_DIR"]) / "data" / "postmaster.pid").read_text().split()[0])
     os.kill(postmaster, signal.SIGKILL)
+    killed = time.monotonic()
+    print(f"database killed {killed - t0:.0f}s after the run was created")
     deadline = time.monotonic() + 900
     while _alive(pids):  # the flow-run process ends on the errors (a set_state answered 500)
         assert time.monotonic() < deadline, f"flow-run processes {_alive(pids)} still alive 900 s into the outage"
         time.sleep(1)
 
     # the database comes back (up.sh starts PostgreSQL again, and the worker if it died)
+    print(f"flow-run processes gone {time.monotonic() - killed:.0f}s after the database was killed")
     up = stack.script("up.sh", "--no-deploy")
     assert up.returncode == 0, up.stderr[-3000:]
     back = time.monotonic()
+    print(f"database back {back - killed:.0f}s after it was killed")
     assert stack.flow_run(fr)["state"]["type"] == "RUNNING", "the outage left no stuck run: nothing to test"
 
     findings = ""
