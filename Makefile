@@ -5,6 +5,8 @@ CONSTRAINTS ?= constraints.txt
 # e.g. --system-site-packages: the venv sees a GPU machine's own torch (README "GPU machines")
 VENV_ARGS   ?=
 PROFILE     ?= auto
+# A command prefix for work that may wait (`make test` sets nice -n 15 for lint and the unit tests)
+BACKGROUND  ?=
 BIN          = $(VENV)/bin
 # A folder of wheels pip also looks in (--find-links) when it exists, e.g. the CPU torch wheel, or
 # every wheel on an offline machine (README "GPU machines"); without it pip uses PyPI alone.
@@ -15,7 +17,7 @@ export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 
-.PHONY: install run pipeline test test-fast lint format up down bench clean
+.PHONY: install run pipeline test test-unit test-integration test-fast lint format up down bench clean
 
 install: $(STAMP)
 
@@ -35,18 +37,28 @@ run: install
 pipeline: install
 	$(BIN)/recipe-embed run --profile $(PROFILE)
 
-## Lint, type-check, then every test: unit, data contracts, integration (real servers), gpu (skipped without CUDA).
-test: install lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+## Lint, type-check, and every test: unit, data contracts, integration (real servers), gpu (skipped without CUDA).
+## Two pytest processes side by side: the integration tests mostly wait on servers and deployment runs,
+## the unit and data tests mostly compute, so the unit tests (and lint) run at a lower CPU priority in the
+## integration tests' idle time, and the whole takes about as long as the integration tests alone.
+## Output comes line by line, each line whole; each process ends with its own summary.
+test: install
+	$(MAKE) --no-print-directory -j3 -Oline lint test-integration test-unit BACKGROUND="nice -n 15"
+
+test-unit: install
+	$(BACKGROUND) $(BIN)/python -m pytest tests/unit tests/data tests/gpu $(PYTEST_ARGS)
+
+test-integration: install
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## Unit and data tests, without the ones that train a model (slow) or start servers (integration).
 test-fast: install
 	$(BIN)/python -m pytest tests/unit tests/data -m "not integration and not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BACKGROUND) $(BIN)/ruff check .
+	$(BACKGROUND) $(BIN)/ruff format --check .
+	$(BACKGROUND) $(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .
