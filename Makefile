@@ -39,11 +39,12 @@ pipeline: install
 
 ## Lint, type-check, and every test: unit, data contracts, integration (real servers), gpu (skipped without CUDA).
 ## Two pytest processes side by side: the integration tests mostly wait on servers and deployment runs,
-## the unit and data tests mostly compute, so the unit tests (and lint) run at a lower CPU priority in the
+## the unit and data tests mostly compute, so the unit tests (and lint) run at a lower CPU priority and with
+## one math thread (OMP_NUM_THREADS=1: two processes of two-thread torch on 2 cores slowed both) in the
 ## integration tests' idle time, and the whole takes about as long as the integration tests alone.
 ## Output comes line by line, each line whole; each process ends with its own summary.
 test: install
-	$(MAKE) --no-print-directory -j3 -Oline lint test-integration test-unit BACKGROUND="nice -n 15"
+	$(MAKE) --no-print-directory -j3 -Oline lint test-integration test-unit BACKGROUND="nice -n 15 env OMP_NUM_THREADS=1"
 
 test-unit: install
 	$(BACKGROUND) $(BIN)/python -m pytest tests/unit tests/data tests/gpu $(PYTEST_ARGS)
