@@ -181,11 +181,6 @@ def stop(
             continue
 
 
-def stop_process_group(proc: subprocess.Popen[Any], grace_s: float = TERM_GRACE_S) -> None:
-    """SIGTERM the child's process group, then SIGKILL what is left after ``grace_s``."""
-    stop(proc, grace_s, group=True)
-
-
 # --- the training child -----------------------------------------------------------------------------
 
 
@@ -266,11 +261,11 @@ def run_logged(
         try:
             while proc.poll() is None:
                 if deadline is not None and time.monotonic() > deadline:
-                    stop_process_group(proc, grace_s)
+                    stop(proc, grace_s)
                     raise TrainingTimeout(f"training exceeded its {timeout_s:.0f} s timeout and was stopped")
                 time.sleep(0.2)
         finally:
-            stop_process_group(proc, grace_s)
+            stop(proc, grace_s)
     finally:
         tail.stop()
     return int(proc.returncode)
