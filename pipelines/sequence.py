@@ -144,11 +144,6 @@ def _links(cfg: PipelineConfig, run_id: str) -> dict[str, Any]:
 # --- in this process (recipe-embed run) ---------------------------------------------------------------
 
 
-def _synthesize_here(cfg: PipelineConfig) -> tuple[str, bool]:
-    reused = stages.dataset_is_complete(cfg.paths.datasets_dir / stages.dataset_key(cfg))
-    return stages.synthesize_stage(cfg), reused
-
-
 def _evaluate_here(cfg: PipelineConfig, model: str, data_dir: str, out_json: str, role: str = "candidate") -> dict:
     return stages.evaluate_stage(cfg, model, data_dir, out_json)
 
@@ -173,7 +168,7 @@ def local_runner(echo: Callable[[str], None] = print) -> Runner:
     return Runner(
         reconcile=reconcile_here,
         start_run=stages.start_run_stage,
-        synthesize=_synthesize_here,
+        synthesize=stages.synthesize_or_reuse,
         skip_check=skip.should_skip_training,
         mark_skipped=skip.mark_skipped_stage,
         train=stages.train_stage,

@@ -42,15 +42,20 @@ def dataset_is_complete(data_dir: Path) -> bool:
 
 def synthesize_stage(cfg: PipelineConfig) -> str:
     """Synthesize and validate pairs into ``datasets/<dataset_key>``; reuse a complete one."""
+    return synthesize_or_reuse(cfg)[0]
+
+
+def synthesize_or_reuse(cfg: PipelineConfig) -> tuple[str, bool]:
+    """:func:`synthesize_stage`, and whether it reused a complete dataset (its manifest checked once)."""
     from pipelines.datasets import build_dataset, timing_line
 
     out = cfg.paths.datasets_dir / dataset_key(cfg)
     if dataset_is_complete(out):
         log.info("dataset %s is complete, reusing it", out)
-        return str(out)
+        return str(out), True
     manifest = build_dataset(cfg, out)
     log.info("dataset %s written; %s", out, timing_line(manifest))
-    return str(out)
+    return str(out), False
 
 
 # --- training and evaluation -------------------------------------------------------------------

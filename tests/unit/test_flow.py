@@ -49,6 +49,7 @@ class FakeStages:
     def install(self, mp: pytest.MonkeyPatch) -> None:
         mp.setattr(stages, "dataset_key", lambda cfg: self.key)
         mp.setattr(stages, "synthesize_stage", self.synthesize)
+        mp.setattr(stages, "synthesize_or_reuse", self.synthesize_or_reuse)
         mp.setattr(stages, "dataset_is_complete", lambda p: (Path(p) / "manifest.json").exists())
         mp.setattr(stages, "start_run_stage", self.start_run)
         mp.setattr("pipelines.reconcile.reconcile", self.reconcile)
@@ -83,6 +84,10 @@ class FakeStages:
         out.mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").write_text("{}")
         return self._call("synthesize", str(out))
+
+    def synthesize_or_reuse(self, cfg) -> tuple[str, bool]:
+        reused = (self.tmp_path / "datasets" / self.key / "manifest.json").exists()
+        return self.synthesize(cfg), reused
 
     def train(self, cfg, data_dir, out_dir, **kw) -> str:
         self.calls.append("train")

@@ -62,9 +62,10 @@ def test_synthesize_stage_reuses_a_complete_dataset(tmp_path: Path) -> None:
     first = Path(stages.synthesize_stage(cfg))
     mtime = (first / "train.parquet").stat().st_mtime_ns
     assert stages.synthesize_stage(cfg) == str(first)
+    assert stages.synthesize_or_reuse(cfg) == (str(first), True)
     assert (first / "train.parquet").stat().st_mtime_ns == mtime
     (first / "train.parquet").write_bytes(b"damaged")
-    assert stages.synthesize_stage(cfg) == str(first)
+    assert stages.synthesize_or_reuse(cfg) == (str(first), False)
     assert stages.dataset_is_complete(first)
 
 
