@@ -111,6 +111,16 @@ class SynthesisConfig(_Frozen):
         le=1,
         description="Alias-definition pairs ('aubergine' -> 'eggplant') added to train, as a share of n_train.",
     )
+    everyday_names: bool = Field(
+        False,
+        description="Pick a training question's or answer's alternate name with weight 1/rank (the alias table "
+        "lists the everyday name first) instead of uniformly.",
+    )
+    glossary: bool = Field(
+        False,
+        description="Alias-definition pairs run both ways and also come from the bundled glossary of everyday "
+        "food names (pipelines/data/glossary.json), beyond the catalog's ingredients; held-out names stay out.",
+    )
     human_eval: bool = Field(True, description="Add the hand-written `human` questions to eval (never to training).")
     unseen_ingredient_fraction: float = Field(
         0.12, ge=0, lt=1, description="Share of aliased ingredients whose every alternate name is eval-only."

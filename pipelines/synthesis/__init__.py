@@ -11,8 +11,8 @@ diet_tags            ``recipe:<name>``                      the recipe's diet ta
 recipe_ingredients   ``recipe:<name>``                      the recipe's ingredients
 diet_and_ingredient  ``diet:<tag>|<ingredient>``            matching recipes or "No <tag> recipes ..."
 quick_recipes        ``quick:<minutes>|<cuisine>|<tag>``    recipes ready in time, or "No ... !"
-recipe_card          ``card:<name>``                        a short recipe card (name, cuisine,
-                                                            minutes, diet tags, main ingredients)
+recipe_card          ``card:<name>``                        a recipe card (name, cuisine, minutes,
+                                                            diet tags, every ingredient)
 ===================  ====================================  =======================================
 
 Groups are assigned to exactly one split (train, validation or eval) *before* any question is
@@ -39,7 +39,10 @@ card of every correct recipe joins the eval corpus (see :func:`relevant_cards`).
 
 Names run both ways (all train/validation only): ``answer_alias_probability`` renames ingredients in
 answers too, ``name_variants`` adds plural/singular and short forms as alternate names, and
-``alias_pairs`` adds alias-definition pairs (``aubergine`` -> ``eggplant``) as a share of ``n_train``.
+``alias_pairs`` adds alias-definition pairs (``aubergine`` -> ``eggplant``) as a share of ``n_train``;
+``glossary`` draws them both ways, and from ``pipelines/data/glossary.json`` (everyday names of foods
+beyond the catalog), never with a held-out name; ``everyday_names`` picks the alias table's first
+(everyday) names more often.
 
 Sizes: ``n_train`` pairs (train + the validation slice) and ``n_eval`` pairs, mixed by
 ``intent_weights`` (largest-remainder rounding). ``synthesize(..., margin=...)`` writes a few extra

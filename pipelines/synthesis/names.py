@@ -3,6 +3,7 @@ eval-only (``unseen_ingredient``) ingredients, and :class:`Say`, which names a t
 
 from __future__ import annotations
 
+import bisect
 import functools
 import zlib
 from collections import defaultdict
@@ -200,6 +201,43 @@ def catalog_aliases(catalog: pd.DataFrame) -> dict[str, list[str]]:
     return table
 
 
+@functools.lru_cache(maxsize=1)
+def bundled_glossary() -> tuple[tuple[str, ...], ...]:
+    """Everyday names of the same food, one set per food (``pipelines/data/glossary.json``)."""
+    return tuple(tuple(names) for names in data_file("glossary.json")["sets"])
+
+
+def glossary_pairs(fraction: float) -> list[tuple[str, str, str]]:
+    """``(name, other name, key)`` for every two names of a glossary set, and of the bundled alias table
+    (its held-out names left out by :func:`is_heldout_name`), both ways; ``key`` names the set."""
+    out: list[tuple[str, str, str]] = []
+    groups = [list(names) for names in bundled_glossary()]
+    groups += [
+        [canonical, *(a for a in alts if not is_heldout_name(canonical, a, fraction))]
+        for canonical, alts in sorted(bundled_aliases().items())
+    ]
+    for names in groups:
+        names = list(dict.fromkeys(n for n in names if n))
+        out += [(a, b, names[0]) for a in names for b in names if a != b]
+    return out
+
+
+def heldout_forms(table: Mapping[str, Names]) -> set[str]:
+    """Every held-out name with its :func:`name_variants` (``aubergines`` as well as ``aubergine``), except
+    a form that is a catalog name or a training name (``peanut`` is held out, ``peanuts`` is the catalog's)."""
+    held = {n for ns in table.values() for n in ns.unseen}
+    usable = set(table) | {n for ns in table.values() for n in ns.seen}
+    return (held | {v for n in held for v in name_variants(n)}) - usable
+
+
+@functools.lru_cache(maxsize=32)
+def everyday_weights(n: int) -> tuple[float, ...]:
+    """Cumulative weights 1/1, 1/2, ... 1/n over ``n`` names, normalised: the alias table lists the everyday
+    name first (``aubergine`` before ``baingan``), so people's names come up as often as people use them."""
+    w = np.cumsum(1.0 / np.arange(1, n + 1))
+    return tuple((w[:-1] / w[-1]).tolist())
+
+
 class Say:
     """Names a thing in a question: the catalog's name, or an alternate name with probability ``p``.
 
@@ -207,8 +245,8 @@ class Say:
     names training may use. Uniform draws come from ``rng`` in blocks (scalar draws are slow).
     """
 
-    def __init__(self, rng: np.random.Generator, p: float, unseen: bool) -> None:
-        self.rng, self.p, self.unseen = rng, p, unseen
+    def __init__(self, rng: np.random.Generator, p: float, unseen: bool, everyday: bool = False) -> None:
+        self.rng, self.p, self.unseen, self.everyday = rng, p, unseen, everyday
         self._block: list[float] = []
 
     def uniform(self) -> float:
@@ -219,11 +257,18 @@ class Say:
     def pick(self, items: Sequence[str]) -> str:
         return items[int(self.uniform() * len(items))]
 
+    def pick_name(self, names: Sequence[str]) -> str:
+        """One of a thing's training names: uniformly, or (``everyday``) by :func:`everyday_weights`.
+        One uniform draw either way, so the rows after it are the same."""
+        if not self.everyday or len(names) == 1:
+            return self.pick(names)
+        return names[bisect.bisect_right(everyday_weights(len(names)), self.uniform())]
+
     def __call__(self, canonical: str, names: Names | None) -> str:
         if names is None:
             return canonical
         if self.unseen and names.unseen:
             return self.pick(names.unseen)
         if names.seen and self.uniform() < self.p:
-            return self.pick(names.seen)
+            return self.pick_name(names.seen)
         return canonical

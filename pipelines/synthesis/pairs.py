@@ -4,7 +4,6 @@ extra eval slices."""
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,7 +14,7 @@ from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
 from pipelines.schemas import SPLITS
 from pipelines.synthesis.catalog_index import CatalogIndex, build_index
-from pipelines.synthesis.names import Say
+from pipelines.synthesis.names import Say, glossary_pairs, heldout_forms
 from pipelines.synthesis.recipe_card import Need, card_need, correct_recipes
 from pipelines.synthesis.render import answer_for, group_id_for, question_for
 from pipelines.synthesis.slices import human_rows, unseen_ingredient_rows
@@ -79,15 +78,25 @@ def synthesize(
                     n_unseen = round(n * cfg.unseen_eval_fraction) if has_unseen else 0
                     plan = [("seen_wording", False, n - n_unseen), ("unseen_wording", True, n_unseen)]
                 out = frames.setdefault((split, intent), [])
-                rename = cfg.answer_alias_probability if split != "eval" else 0.0
+                training = split != "eval"
+                rename = cfg.answer_alias_probability if training else 0.0
                 for slice_name, heldout, count in plan:
                     if count:
                         out += _rows(
-                            idx, intent, split_groups, count, heldout, slice_name, cfg, rng, answer_budget_chars, rename
+                            idx,
+                            intent,
+                            split_groups,
+                            count,
+                            heldout,
+                            slice_name,
+                            cfg,
+                            rng,
+                            answer_budget_chars,
+                            rename,
+                            everyday=training and cfg.everyday_names,
                         )
     if cfg.alias_pairs > 0:
-        for split, rows in _alias_rows(idx, cfg, np.random.default_rng([seed, 11])).items():
-            frames[(split, ALIAS_INTENT)] = rows
+        frames[("train", ALIAS_INTENT)] = _alias_rows(idx, cfg, np.random.default_rng([seed, 11]))
 
     if need["eval"]["recipe_card"]:
         extra = frames.setdefault(("eval", "extra"), [])
@@ -122,11 +131,15 @@ def _rows(
     rng: np.random.Generator,
     budget: int,
     rename: float = 0.0,
+    everyday: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``n`` rows cycling over ``groups``; each round gives every group its next wording.
 
     ``rename``: the chance that a group's answer names its ingredients by alternate names (the names
     run both ways: a user's catalog may call ``spring onions`` ``scallions``).
+
+    ``everyday``: pick alternate names by :func:`~pipelines.synthesis.names.everyday_weights` (train and
+    validation only: eval's draws stay the same).
 
     ``heldout``: False = training wordings and names, True = held-out wordings (and held-out names
     where there are any), None = every wording (the recipe-card slice).
@@ -139,7 +152,7 @@ def _rows(
         raise InputError(
             f"catalog too small for {n} {intent} pairs ({slice_name}): {len(groups)} subjects x {len(pool)} wordings"
         )
-    say = Say(rng, cfg.alias_probability, unseen=bool(heldout))
+    say = Say(rng, cfg.alias_probability, unseen=bool(heldout), everyday=everyday)
     offsets = rng.integers(0, len(pool), size=len(groups))
     swap = (
         (rng.integers(0, 2, size=len(groups)) == 1).tolist() if intent == "ingredient_pair" else [False] * len(groups)
@@ -187,25 +200,28 @@ def _rename_answer(text: str, ingredients: Iterable[str], idx: CatalogIndex, say
         names = idx.aliases.get(ing)
         if names is None or not names.seen or say.uniform() >= 0.5:
             continue
-        alt = say.pick(names.seen)
+        alt = say.pick_name(names.seen)
         text = re.sub(rf"(?<![\w'-]){re.escape(ing)}(?![\w'-])", alt.replace("\\", "\\\\"), text)
     return text
 
 
 ALIAS_INTENT = "alias_definition"
-"""Train/validation pairs ``alternate name -> catalog name`` (``aubergine`` -> ``eggplant``); never in eval."""
+"""Train pairs ``alternate name -> catalog name`` (``aubergine`` -> ``eggplant``); never in validation or eval."""
 
 
-def _alias_rows(idx: CatalogIndex, cfg: SynthesisConfig, rng: np.random.Generator) -> dict[str, list[tuple[Any, ...]]]:
-    """``alias_pairs * n_train`` pairs over the training names, split by ingredient like train/validation."""
+def _alias_rows(idx: CatalogIndex, cfg: SynthesisConfig, rng: np.random.Generator) -> list[tuple[Any, ...]]:
+    """``alias_pairs * n_train`` train pairs over the training names. None in validation: it scores the
+    questions that checkpoints and the base mix are chosen on, and a name pair is not one.
+
+    ``glossary``: the pool also holds the catalog's pairs the other way (``eggplant`` -> ``aubergine``) and
+    every pair of names in the bundled glossary and alias table, both ways, beyond the catalog's ingredients;
+    no pair holds a held-out name (nor its plural/singular form)."""
     n = round(cfg.alias_pairs * cfg.n_train)
-    pairs = [(alt, ing) for ing, names in sorted(idx.aliases.items()) for alt in names.seen]
+    pairs = [(alt, ing, ing) for ing, names in sorted(idx.aliases.items()) for alt in names.seen]
+    if cfg.glossary:
+        pairs += [(ing, alt, ing) for alt, ing, _ in pairs]
+        held = heldout_forms(idx.aliases)
+        pairs += [(a, b, key) for a, b, key in glossary_pairs(cfg.heldout_fraction) if a not in held and b not in held]
+        pairs = list(dict.fromkeys(pairs))
     order = rng.permutation(len(pairs))
-    out: dict[str, list[tuple[Any, ...]]] = {"train": [], "validation": []}
-    for k in order[:n]:
-        alt, ing = pairs[k]
-        split = (
-            "validation" if zlib.crc32(f"alias:{ing}".encode()) % 10_000 < cfg.validation_fraction * 10_000 else "train"
-        )
-        out[split].append((alt, ing, f"alias:{ing}", "seen_wording", (), (), ()))
-    return out
+    return [(pairs[k][0], pairs[k][1], f"alias:{pairs[k][2]}", "seen_wording", (), (), ()) for k in order[:n]]

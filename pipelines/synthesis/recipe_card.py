@@ -96,12 +96,14 @@ CARD_BUDGET_FACTOR = 1.2
 
 
 def card_answer(idx: CatalogIndex, i: int, budget: int, first: Sequence[str] = ()) -> str:
-    """``Name: cuisine, N min, tags. Main ingredients: ...`` (``first`` ingredients listed first)."""
+    """``Name: cuisine, N min, tags. Ingredients: ...``: every ingredient the budget holds (``first`` listed
+    first), as the search document (:func:`pipelines.search.card_text`) lists them all. A card that named only
+    some ingredients would be judged correct for a question about one it does not show."""
     budget = int(budget * CARD_BUDGET_FACTOR)
     tags = idx.tag_lists[i]
     tag_text = fit_list("", tags, "", budget // 3) if tags else "no diet tags"
-    head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min, {tag_text}. Main ingredients: "
+    head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min, {tag_text}. Ingredients: "
     if len(head) + 12 > budget:  # a tight budget: the diet tags go first
-        head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min. Main ingredients: "
-    main = list(dict.fromkeys([*first, *idx.ingredient_lists[i][:5]]))
-    return fit_list(head, main, ".", budget)
+        head = f"{idx.names[i]}: {idx.cuisine_of[i]}, {idx.times[i]} min. Ingredients: "
+    ingredients = list(dict.fromkeys([*first, *idx.ingredient_lists[i]]))
+    return fit_list(head, ingredients, ".", budget)

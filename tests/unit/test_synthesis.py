@@ -29,7 +29,7 @@ from pipelines.synthesis import (
 )
 from pipelines.synthesis import wordings as synthesis_wordings
 from pipelines.synthesis.catalog_index import build_index
-from pipelines.synthesis.names import catalog_aliases, with_variants
+from pipelines.synthesis.names import bundled_glossary, catalog_aliases, heldout_forms, with_variants
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def test_recipe_cards_answer_their_need(catalog: pd.DataFrame, cpu_pairs: pd.Dat
         assert pos.startswith(f"{name}: {r['cuisine']}, {r['total_time_min']} min, ")
         assert named == (i,) and i in correct
         # the card lists first the ingredients its question names: every recipe counted as correct has them
-        first = pos.split("Main ingredients: ", 1)[1].split(", ")[0].split(" and ")[0].rstrip(".")
+        first = pos.split("Ingredients: ", 1)[1].split(", ")[0].split(" and ")[0].rstrip(".")
         if first not in r["ingredients"]:
             assert split != "eval", (name, first)
             first = canonical[first]
@@ -428,7 +428,7 @@ def test_names_run_both_ways_and_alias_pairs_are_train_only(catalog: pd.DataFram
     pairs = synthesize(catalog, cfg)
     idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, variants=True)
     alias = pairs[pairs["intent"] == ALIAS_INTENT]
-    assert len(alias) == round(0.1 * cfg.n_train) and set(alias["split"]) == {"train", "validation"}
+    assert len(alias) == round(0.1 * cfg.n_train) and set(alias["split"]) == {"train"}
     for alt, ing in zip(alias["anchor"], alias["positive"], strict=True):
         assert alt in idx.aliases[ing].seen
     assert "potatoes" in idx.aliases["potato"].seen + idx.aliases["potato"].unseen
@@ -462,3 +462,84 @@ def test_the_same_seed_writes_the_same_pairs_in_every_process(tmp_path) -> None:
         subprocess.run([sys.executable, "-c", code, str(out)], env=env, check=True, timeout=300)
         frames.append(pd.read_parquet(out))
     assert frames[0].equals(frames[1])
+
+
+def test_glossary_pairs_run_both_ways_beyond_the_catalog_and_never_hold_a_heldout_name(catalog: pd.DataFrame) -> None:
+    base = load_config("cpu").synthesis
+    cfg = base.model_copy(update={"alias_pairs": 1.0, "glossary": True})
+    pairs = synthesize(catalog, cfg)
+    alias = pairs[pairs["intent"] == ALIAS_INTENT]
+    assert set(alias["split"]) == {"train"}  # validation scores questions only
+    idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, cfg.name_variants)
+    held = heldout_forms(idx.aliases)
+    assert len(held) > 100  # catalog names held out for unseen_wording and unseen_ingredient, with their forms
+    texts = set(alias["anchor"]) | set(alias["positive"])
+    assert not texts & held
+    ingredients = set(idx.by_ingredient)
+    got = set(zip(alias["anchor"], alias["positive"], strict=True))
+    # both ways, and names of foods the catalog does not have
+    assert any((b, a) in got for a, b in got)
+    assert any(a not in ingredients and b not in ingredients for a, b in got)
+    # every pair names one food: two names of a glossary set, or of the alias table
+    sets = [set(s) for s in bundled_glossary()] + [
+        {k, *v} for k, v in with_variants(bundled_aliases(), ingredients).items()
+    ]
+    for a, b in got:
+        assert any(a in s and b in s for s in sets), (a, b)
+    # eval is untouched by the lever
+    plain = synthesize(catalog, cfg.model_copy(update={"glossary": False}))
+    assert (
+        plain[plain["split"] == "eval"]
+        .reset_index(drop=True)
+        .equals(pairs[pairs["split"] == "eval"].reset_index(drop=True))
+    )
+
+
+def test_glossary_sets_are_clean() -> None:
+    sets = bundled_glossary()
+    assert len(sets) >= 200
+    for names in sets:
+        assert len(names) >= 2 and len(set(names)) == len(names), names
+        assert all(n == n.strip().lower() and n for n in names), names
+
+
+def test_everyday_names_come_up_more_often_and_leave_eval_alone(catalog: pd.DataFrame) -> None:
+    cfg = SynthesisConfig(n_train=1500, n_eval=100, alias_probability=1.0, intent_weights={"ingredient_pair": 1})
+    table = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction).aliases
+    share = {}
+    frames = {}
+    for everyday in (False, True):
+        pairs = synthesize(catalog, cfg.model_copy(update={"everyday_names": everyday}))
+        frames[everyday] = pairs[pairs["split"] == "eval"].reset_index(drop=True)
+        named = [(q, table[ing].seen) for q, ing in _mentions(pairs[pairs["split"] == "train"])
+                 if table.get(ing) and len(table[ing].seen) >= 3]  # fmt: skip
+        first = [re.search(rf"(?<!\w){re.escape(seen[0])}(?!\w)", q) is not None for q, seen in named]
+        share[everyday] = sum(first) / len(first)
+    assert share[True] > share[False] + 0.1, share
+    assert frames[True].equals(frames[False])
+
+
+def test_every_relevant_card_shows_the_ingredients_its_question_asks_for(
+    catalog: pd.DataFrame, cpu_pairs: pd.DataFrame
+) -> None:
+    """A card is the recipe's document: judged correct for a question about an ingredient, it names it
+    (as the search document does), so no relevant card is one that no model could find by its text."""
+    from pipelines.human_eval import GROUPS, load_questions
+
+    questions = load_questions()
+    ev = cpu_pairs[cpu_pairs["split"] == "eval"]
+    cols = [ev[c].tolist() for c in ("intent", "positive", "answer_recipes", "correct_recipes", "correct_cards")]
+    relevant = dict(zip(ev["group_id"], relevant_cards(*cols), strict=True))
+    checked = 0
+    for gid in ev.loc[ev["slice"] == "human", "group_id"]:
+        for spec in questions[int(gid.removeprefix("human:"))].get("ing", []):
+            names = GROUPS[spec[1:]] if spec.startswith("@") else (spec,)
+            for card in relevant[gid]:
+                assert any(n in card.split("Ingredients: ", 1)[1] for n in names), (gid, spec, card)
+                checked += 1
+    for gid in ev.loc[ev["slice"] == "unseen_ingredient", "group_id"]:
+        ing = gid.removeprefix("unseen_ingredient:").split("|")[0]
+        for card in relevant[gid]:
+            assert ing in card.split("Ingredients: ", 1)[1], (gid, card)
+            checked += 1
+    assert checked > 1000
