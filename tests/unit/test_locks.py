@@ -143,7 +143,9 @@ def test_a_taken_prefect_slot_times_out_and_frees_the_file_lock(tmp_path, monkey
             promotion_lock(cfg)(),
         ):
             pass
-        assert 0.4 < time.monotonic() - start < 10
+        # it waited out its 0.5 s before giving up (a lower bound: a loaded machine only makes it longer),
+        # retrying the lease while it waited; a hang would be the test's own timeout
+        assert time.monotonic() - start >= 0.4
         assert api.paths("POST").count("/api/v2/concurrency_limits/increment-with-lease") > 1  # retried on 423
         assert _free(lock_path(f"sqlite:///{tmp_path / 'mlflow.db'}", cfg.registry.model_name))
 
