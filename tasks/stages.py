@@ -31,8 +31,11 @@ from pipelines.locks import promotion_lock
 TRAIN_TIMEOUT_S = float(os.environ.get("RECIPE_EMBED_TRAIN_TIMEOUT_S", 6 * 3600))
 """Training child deadline; the task's own timeout adds a minute for the clean stop."""
 
-MLFLOW_RETRIES = 3
-MLFLOW_RETRY_DELAYS: list[float] = [2, 10, 30]
+MLFLOW_RETRY_DELAYS: list[float] = [
+    float(x) for x in os.environ.get("RECIPE_EMBED_MLFLOW_RETRY_DELAYS", "2,10,30").split(",") if x.strip()
+]
+"""Seconds before each retry of a task that talks to MLflow (a comma list; one retry per entry)."""
+MLFLOW_RETRIES = len(MLFLOW_RETRY_DELAYS)
 
 
 # --- caching -------------------------------------------------------------------------------------

@@ -122,10 +122,12 @@ class Stack:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self._request("POST", path, body)
 
-    def run_deployment(self, name: str, parameters: dict[str, Any]) -> str:
+    def run_deployment(self, name: str, parameters: dict[str, Any], job_variables: dict[str, Any] | None = None) -> str:
         dep = self.get(f"/deployments/name/{name}")
         # the idempotency key makes a retried POST return the same flow run instead of a second one
-        body = {"parameters": parameters, "idempotency_key": uuid.uuid4().hex}
+        body: dict[str, Any] = {"parameters": parameters, "idempotency_key": uuid.uuid4().hex}
+        if job_variables:
+            body["job_variables"] = job_variables
         return str(self.post(f"/deployments/{dep['id']}/create_flow_run", body)["id"])
 
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:

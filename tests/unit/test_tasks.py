@@ -205,3 +205,18 @@ def test_config_file_is_accepted_by_load_config(cfg, tmp_path) -> None:
         assert load_config(file=path) == cfg
     finally:
         path.unlink()
+
+
+def test_mlflow_retry_delays_come_from_the_environment() -> None:
+    """RECIPE_EMBED_MLFLOW_RETRY_DELAYS sets the MLflow tasks' retries (one per delay); 2, 10, 30 s by default."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import tasks.stages as t; print(t.MLFLOW_RETRIES, t.MLFLOW_RETRY_DELAYS, t.log_to_mlflow.retries)"
+    env = {k: v for k, v in os.environ.items() if k != "RECIPE_EMBED_MLFLOW_RETRY_DELAYS"}
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert default.stdout.split("\n")[0] == "3 [2.0, 10.0, 30.0] 3", default.stderr[-2000:]
+    env["RECIPE_EMBED_MLFLOW_RETRY_DELAYS"] = "1, 4"
+    quick = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert quick.stdout.split("\n")[0] == "2 [1.0, 4.0] 2", quick.stderr[-2000:]
