@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # trains a smoke model (bench/nightly_time.py)
 def test_nightly_time_smoke(tmp_path: Path) -> None:
     work = tmp_path / "work"
     env = {

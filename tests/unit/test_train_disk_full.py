@@ -36,6 +36,7 @@ def tiny_tmpfs(path: Path, size: str = "3m") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.timeout(600)
 def test_full_disk_during_train_is_one_line_and_leaves_no_partial_checkpoint(tmp_path: Path, tiny_dataset_dir) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}

@@ -129,6 +129,7 @@ def test_train_result_json_round_trips(trained) -> None:  # type: ignore[no-unty
     assert saved["pairs_per_second"] == pytest.approx(seen / train_seconds, rel=0.01)
 
 
+@pytest.mark.slow
 def test_the_loop_clock_leaves_out_evaluations_and_checkpoint_saves(trained) -> None:  # type: ignore[no-untyped-def]
     """pairs/s of the training loop divides by steps and waits for data only: the two validation
     evaluations and the checkpoint saves (one per epoch) fall outside it, and everything fits in the
@@ -250,6 +251,7 @@ def _weights(path: Path) -> dict[str, Any]:
     return load_file(str(path / "model.safetensors"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("scores", "best"), [([0.9, 0.5, 0.4], 1), ([0.4, 0.5, 0.9], 3)])
 def test_the_installed_model_holds_the_best_checkpoints_weights(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_dataset_dir: Path, scores: list[float], best: int
@@ -271,6 +273,7 @@ def test_the_installed_model_holds_the_best_checkpoints_weights(
         assert not all(torch.equal(installed[k], last[k]) for k in last)
 
 
+@pytest.mark.slow
 def test_a_best_checkpoint_that_cannot_be_read_fails_the_training(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_dataset_dir: Path
 ) -> None:
