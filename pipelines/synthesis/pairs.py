@@ -78,23 +78,12 @@ def synthesize(
                     n_unseen = round(n * cfg.unseen_eval_fraction) if has_unseen else 0
                     plan = [("seen_wording", False, n - n_unseen), ("unseen_wording", True, n_unseen)]
                 out = frames.setdefault((split, intent), [])
-                training = split != "eval"
-                rename = cfg.answer_alias_probability if training else 0.0
                 for slice_name, heldout, count in plan:
                     if count:
                         out += _rows(
-                            idx,
-                            intent,
-                            split_groups,
-                            count,
-                            heldout,
-                            slice_name,
-                            cfg,
-                            rng,
-                            answer_budget_chars,
-                            rename,
-                            everyday=training and cfg.everyday_names,
-                        )
+                            idx, intent, split_groups, count, heldout, slice_name, cfg, rng, answer_budget_chars,
+                            training=split != "eval",
+                        )  # fmt: skip
     if cfg.alias_pairs > 0:
         frames[("train", ALIAS_INTENT)] = _alias_rows(idx, cfg, np.random.default_rng([seed, 11]))
 
@@ -130,16 +119,14 @@ def _rows(
     cfg: SynthesisConfig,
     rng: np.random.Generator,
     budget: int,
-    rename: float = 0.0,
-    everyday: bool = False,
+    training: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``n`` rows cycling over ``groups``; each round gives every group its next wording.
 
-    ``rename``: the chance that a group's answer names its ingredients by alternate names (the names
-    run both ways: a user's catalog may call ``spring onions`` ``scallions``).
-
-    ``everyday``: pick alternate names by :func:`~pipelines.synthesis.names.everyday_weights` (train and
-    validation only: eval's draws stay the same).
+    ``training`` (train and validation rows; eval's draws stay the same): a group's answer names its
+    ingredients by alternate names with ``answer_alias_probability`` (the names run both ways: a user's
+    catalog may call ``spring onions`` ``scallions``), and with ``everyday_names`` alternate names are
+    picked by :func:`~pipelines.synthesis.names.everyday_weights`.
 
     ``heldout``: False = training wordings and names, True = held-out wordings (and held-out names
     where there are any), None = every wording (the recipe-card slice).
@@ -152,7 +139,8 @@ def _rows(
         raise InputError(
             f"catalog too small for {n} {intent} pairs ({slice_name}): {len(groups)} subjects x {len(pool)} wordings"
         )
-    say = Say(rng, cfg.alias_probability, unseen=bool(heldout), everyday=everyday)
+    say = Say(rng, cfg.alias_probability, unseen=bool(heldout), everyday=training and cfg.everyday_names)
+    rename = cfg.answer_alias_probability if training else 0.0
     offsets = rng.integers(0, len(pool), size=len(groups))
     swap = (
         (rng.integers(0, 2, size=len(groups)) == 1).tolist() if intent == "ingredient_pair" else [False] * len(groups)
