@@ -86,7 +86,7 @@ class FakeStages:
         return self._call("synthesize", str(out))
 
     def synthesize_or_reuse(self, cfg) -> tuple[str, bool]:
-        reused = (self.tmp_path / "datasets" / self.key / "manifest.json").exists()
+        reused = stages.dataset_is_complete(self.tmp_path / "datasets" / self.key)  # the fake installed above
         return self.synthesize(cfg), reused
 
     def train(self, cfg, data_dir, out_dir, **kw) -> str:
