@@ -129,7 +129,10 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
 
 
 def _mine(kept: pd.DataFrame, cfg: PipelineConfig, progress: Progress) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A ``negative`` for every train and validation row, mined per split (its own answers only)."""
+    """A ``negative`` for every train and validation row, mined per split and kind: a question's among the
+    split's other answers, an alias pair's (``aubergine`` -> ``eggplant``) among the split's other names
+    outside its synonym class (its ``group_id``). A bare name is never a question's negative: the
+    question that says "aubergine" would be taught away from the word itself."""
     from pipelines.negatives import add_negatives, load_miner
 
     loaded: list[Any] = []
@@ -143,33 +146,55 @@ def _mine(kept: pd.DataFrame, cfg: PipelineConfig, progress: Progress) -> tuple[
     kept["negative"] = None
     report: dict[str, Any] = {"base_model": cfg.model.base_model, "by_split": {}}
     t0 = time.perf_counter()
+    alias = (kept["intent"] == ALIAS_INTENT).to_numpy()
     for split in ("train", "validation"):
-        rows = np.flatnonzero((kept["split"] == split).to_numpy())
-        if len(rows) == 0:
-            continue
-        part = kept.iloc[rows].reset_index(drop=True)
-        info: dict[str, tuple[str, tuple[int, ...]]] = {}
-        for text, intent, named in zip(part["positive"], part["intent"], part["answer_recipes"], strict=True):
-            info.setdefault(text, (intent, named))
-        intents, correct = part["intent"].tolist(), part["correct_recipes"].tolist()
-
-        def is_correct(row: int, text: str, info: Any = info, intents: Any = intents, correct: Any = correct) -> bool:
-            other_intent, named = info[text]
-            return is_correct_answer(intents[row], correct[row], other_intent, named)
-
-        negatives, report["by_split"][split] = add_negatives(
-            part,
-            is_correct,
-            base_model=cfg.model.base_model,
-            model=model,
-            candidates=cfg.synthesis.negative_candidates,
-            seed=cfg.synthesis.seed,
-            cache_dir=cfg.paths.data_dir / "cache" / "negatives",
-            progress=progress,
-        )
-        kept.iloc[rows, kept.columns.get_loc("negative")] = negatives
+        in_split = (kept["split"] == split).to_numpy()
+        for kind, mask in (("", in_split & ~alias), ("/alias", in_split & alias)):
+            rows = np.flatnonzero(mask)
+            if len(rows) == 0:
+                continue
+            part = kept.iloc[rows].reset_index(drop=True)
+            is_correct = _same_class(part) if kind else _correct_answer(part)
+            negatives, report["by_split"][split + kind] = add_negatives(
+                part,
+                is_correct,
+                base_model=cfg.model.base_model,
+                model=model,
+                candidates=cfg.synthesis.negative_candidates,
+                seed=cfg.synthesis.seed,
+                cache_dir=cfg.paths.data_dir / "cache" / "negatives",
+                progress=progress,
+            )
+            kept.iloc[rows, kept.columns.get_loc("negative")] = negatives
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return kept, report
+
+
+def _correct_answer(part: pd.DataFrame) -> Callable[[int, str], bool]:
+    """Whether another question's answer also answers row ``row`` (:func:`is_correct_answer`)."""
+    info: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for text, intent, named in zip(part["positive"], part["intent"], part["answer_recipes"], strict=True):
+        info.setdefault(text, (intent, named))
+    intents, correct = part["intent"].tolist(), part["correct_recipes"].tolist()
+
+    def is_correct(row: int, text: str) -> bool:
+        other_intent, named = info[text]
+        return is_correct_answer(intents[row], correct[row], other_intent, named)
+
+    return is_correct
+
+
+def _same_class(part: pd.DataFrame) -> Callable[[int, str], bool]:
+    """Whether a name is the alias row's own anchor or in its synonym class (``group_id``)."""
+    classes: dict[str, set[str]] = {}
+    for text, group in zip(part["positive"], part["group_id"], strict=True):
+        classes.setdefault(text, set()).add(group)
+    anchors, groups = part["anchor"].tolist(), part["group_id"].tolist()
+
+    def is_correct(row: int, text: str) -> bool:
+        return text.casefold() == anchors[row].casefold() or groups[row] in classes.get(text, ())
+
+    return is_correct
 
 
 def validate_file(path: Path, out_dir: Path, cfg: PipelineConfig, progress: Progress = None) -> dict[str, Any]:

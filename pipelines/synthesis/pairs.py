@@ -211,5 +211,26 @@ def _alias_rows(idx: CatalogIndex, cfg: SynthesisConfig, rng: np.random.Generato
         held = heldout_forms(idx.aliases)
         pairs += [(a, b, key) for a, b, key in glossary_pairs(cfg.heldout_fraction) if a not in held and b not in held]
         pairs = list(dict.fromkeys(pairs))
+    kind = synonym_classes((a, b) for a, b, _ in pairs)
     order = rng.permutation(len(pairs))
-    return [(pairs[k][0], pairs[k][1], f"alias:{pairs[k][2]}", "seen_wording", (), (), ()) for k in order[:n]]
+    return [(pairs[k][0], pairs[k][1], f"alias:{kind[pairs[k][0]]}", "seen_wording", (), (), ()) for k in order[:n]]
+
+
+def synonym_classes(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each name of ``pairs`` -> the first name (in sorted order) of the names it is linked to by any chain
+    of pairs. An alias row's ``group_id`` is its class, so the miner never takes a synonym of the anchor
+    (nor the anchor itself, the other way round) as its negative."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {x: root(x) for x in parent}

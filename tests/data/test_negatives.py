@@ -14,7 +14,8 @@ from pipelines.catalog import load_catalog
 from pipelines.config import load_config
 from pipelines.datasets import build_dataset
 from pipelines.schemas import SLICES, EvalFileSchema, TrainFileSchema
-from pipelines.synthesis import EXTRA_EVAL_SLICES, is_correct_answer, synthesize
+from pipelines.synthesis import ALIAS_INTENT, EXTRA_EVAL_SLICES, is_correct_answer, synthesize
+from pipelines.synthesis.pairs import synonym_classes
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,48 @@ def test_train_and_validation_have_a_negative_that_is_never_a_correct_answer(min
     assert report["by_split"]["train"]["rows"] == manifest["counts"]["train"]["total"]
     assert manifest["counts"]["train"]["with_negative"] == manifest["counts"]["train"]["total"]
     assert "mine_negatives_s" in manifest["timings"]
+
+
+@pytest.fixture(scope="module")
+def with_alias_pairs(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    home = tmp_path_factory.mktemp("home")
+    cfg = load_config(
+        "smoke",
+        overrides={
+            "paths": {"data_dir": str(home)},
+            "synthesis": {"hard_negatives": True, "n_train": 240, "n_eval": 60, "alias_pairs": 0.5, "glossary": True},
+        },
+    )
+    build_dataset(cfg, home / "ds")
+    return pd.read_parquet(home / "ds" / "train.parquet")
+
+
+def test_a_question_never_takes_a_bare_name_as_its_negative(with_alias_pairs: pd.DataFrame) -> None:
+    df = with_alias_pairs
+    alias = df["intent"] == ALIAS_INTENT
+    assert alias.sum() > 100 and (~alias).sum() > 100
+    names = set(df.loc[alias, "anchor"]) | set(df.loc[alias, "positive"])
+    answers = set(df.loc[~alias, "positive"])
+    assert df.loc[~alias, "negative"].isin(answers).all()
+    assert not df.loc[~alias, "negative"].isin(names - answers).any()
+
+
+def test_an_alias_pair_takes_a_name_outside_its_synonym_class(with_alias_pairs: pd.DataFrame) -> None:
+    df = with_alias_pairs[with_alias_pairs["intent"] == ALIAS_INTENT]
+    assert df["negative"].isin(set(df["positive"])).all()
+    cls = synonym_classes(zip(df["anchor"], df["positive"], strict=True))
+    for anchor, positive, negative, group in zip(df["anchor"], df["positive"], df["negative"], df["group_id"]):
+        assert negative.casefold() != anchor.casefold(), (anchor, negative)
+        # within the rows drawn, and within the whole table the rows were drawn from (group_id)
+        assert cls[negative] != cls[anchor], (anchor, positive, negative)
+        assert negative not in set(df.loc[df["group_id"] == group, "positive"]), (anchor, negative, group)
+
+
+def test_synonym_classes_follow_chains_of_pairs() -> None:
+    cls = synonym_classes([("aubergine", "eggplant"), ("brinjal", "aubergine"), ("shrimp", "prawns"), ("x", "x")])
+    assert cls["brinjal"] == cls["eggplant"] == cls["aubergine"] == "aubergine"
+    assert cls["prawns"] == cls["shrimp"] == "prawns" != cls["eggplant"]
+    assert cls["x"] == "x"
 
 
 def test_mining_is_cached_by_dataset_and_base_model(mined: tuple, tmp_path: Path) -> None:
