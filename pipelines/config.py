@@ -121,6 +121,12 @@ class SynthesisConfig(_Frozen):
         description="Alias-definition pairs run both ways and also come from the bundled glossary of everyday "
         "food names (pipelines/data/glossary.json), beyond the catalog's ingredients; held-out names stay out.",
     )
+    other_catalog: int = Field(
+        16,
+        ge=0,
+        description="Ingredients of the other_catalog eval slice: a question for every pair of them, asked of a "
+        "catalog that names each by an alternate name, so each answer has 2 x (n - 2) near-twins (0: no slice).",
+    )
     human_eval: bool = Field(True, description="Add the hand-written `human` questions to eval (never to training).")
     unseen_ingredient_fraction: float = Field(
         0.12, ge=0, lt=1, description="Share of aliased ingredients whose every alternate name is eval-only."

@@ -4,7 +4,7 @@
 (``anchor, positive, intent, group_id``); synthesized train and validation files add a mined hard
 ``negative`` (column order ``anchor, positive, negative``, see :mod:`pipelines.negatives`) and
 ``eval.parquet`` adds ``slice`` (``seen_wording``, ``unseen_wording``, ``recipe_card``, ``human``,
-``unseen_ingredient``; a user's file: its own ``slice`` column, else ``unspecified``) and, synthesized,
+``unseen_ingredient``, ``other_catalog``; a user's file: its own ``slice`` column, else ``unspecified``) and, synthesized,
 ``relevant`` (every recipe card correct for a recipe-card question); ``DIR/rejects.parquet`` every rejected row with its
 ``split``, its input ``row`` and one ``reason``; ``DIR/manifest.json`` the counts, the sha256 of
 each file, the seed, the catalog digest and the resolved config. Every file, the manifest included,

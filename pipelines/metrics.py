@@ -49,8 +49,12 @@ SATURATION = 0.995
 GROUP_KINDS = ("slice", "intent")
 """Eval columns whose values get their own metrics (optional columns: older datasets lack them)."""
 
-SLICES = ("seen_wording", "unseen_wording", "recipe_card", "human", "unseen_ingredient")
-"""The eval slices, in the order reports show them (others, if any, follow sorted)."""
+SLICES = ("seen_wording", "unseen_wording", "recipe_card", "human", "unseen_ingredient", "other_catalog")
+"""The eval slices of a synthesized dataset, in the order reports show them (others, if any, follow sorted):
+training wordings on new subjects, held-out wordings and alternate names, the recipe-card intent, the
+hand-written ``human`` questions (``pipelines/data/HUMAN_EVAL.md``), ``unseen_ingredient`` (ingredients
+none of whose alternate names is ever seen in training) and ``other_catalog`` (ingredient pairs asked of
+a catalog that names things its own way, each answer among near-twins that share an ingredient)."""
 
 LOAD_LINE = 'mlflow.sentence_transformers.load_model("models:/{name}@{alias}")'
 """How a user loads a registered alias (the card, ``recipe-embed champion``, the registry description)."""

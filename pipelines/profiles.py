@@ -59,7 +59,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Tiny: tests, the smoke deployment, CI.
     "smoke": {
         # No mining: smoke checks the loop in seconds; mining has its own tests.
-        # Nor the human and unseen_ingredient eval slices (600 more queries); tests/unit/test_synthesis.py has them.
+        # Nor the extra eval slices (human, unseen_ingredient, other_catalog: 700 more queries);
+        # tests/unit/test_synthesis.py has them.
         "synthesis": {
             "n_train": 320,
             "n_eval": 120,
@@ -67,6 +68,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "hard_negatives": False,
             "human_eval": False,
             "unseen_ingredient_fraction": 0.0,
+            "other_catalog": 0,
         },
         "model": {"max_seq_length": 48},
         "training": {

@@ -29,11 +29,6 @@ from pandera.typing import Series
 
 SPLITS = ("train", "validation", "eval")
 PAIR_COLUMNS = ("anchor", "positive", "intent", "group_id")
-SLICES = ("seen_wording", "unseen_wording", "recipe_card", "human", "unseen_ingredient")
-"""Eval slices of a synthesized dataset: training wordings on new subjects, held-out wordings and
-alternate names, the recipe-card intent, the hand-written ``human`` questions
-(``pipelines/data/HUMAN_EVAL.md``) and ``unseen_ingredient`` (ingredients none of whose alternate
-names is ever seen in training)."""
 REASONS = (
     "missing",  # anchor or positive is null
     "not_text",  # a value that is not a string (a number, a list, ...)

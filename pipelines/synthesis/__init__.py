@@ -33,9 +33,12 @@ alternate names are never used in train or validation. Eval rows carry a ``slice
 and held-out names where the subject has one), ``recipe_card`` (the recipe-card intent),
 ``unseen_ingredient`` (recipe-card questions naming an ingredient, chosen by ``unseen_ingredient_fraction``,
 by an alternate name; every alternate name of those ingredients is eval-only) and ``human`` (the
-hand-written questions of ``pipelines/data/human_questions.jsonl``, judged against the catalog). The last
-two are written in full, beside the ``n_eval`` targeted pairs; their answers are recipe cards, and the
-card of every correct recipe joins the eval corpus (see :func:`relevant_cards`).
+hand-written questions of ``pipelines/data/human_questions.jsonl``, judged against the catalog) and
+``other_catalog`` (every ingredient pair among ``other_catalog`` ingredients, asked of a catalog that names
+each by an alternate name of ours: "No recipes found with these aubergine and scallions!" for "eggplant
+and spring onion ideas"; each answer has near-twins that share an ingredient). The last three are written
+in full, beside the ``n_eval`` targeted pairs; the answers of the first two are recipe cards, and the card
+of every correct recipe joins the eval corpus (see :func:`relevant_cards`).
 
 Names run both ways (all train/validation only): ``answer_alias_probability`` renames ingredients in
 answers too, ``name_variants`` adds plural/singular and short forms as alternate names, and
@@ -55,7 +58,7 @@ Modules: :mod:`.wordings` (intents, registers, templates), :mod:`.names` (altern
 slices, correctness) and :mod:`.pairs` (:func:`synthesize`).
 """
 
-from pipelines.schemas import SLICES
+from pipelines.metrics import SLICES
 from pipelines.synthesis.names import bundled_aliases, name_variants
 from pipelines.synthesis.pairs import ALIAS_INTENT, ANSWER_COLUMNS, COLUMNS, synthesize
 from pipelines.synthesis.slices import EXTRA_EVAL_SLICES, is_correct_answer, relevant_cards

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -220,6 +221,12 @@ def glossary_pairs(fraction: float) -> list[tuple[str, str, str]]:
         names = list(dict.fromkeys(n for n in names if n))
         out += [(a, b, names[0]) for a in names for b in names if a != b]
     return out
+
+
+def replace_name(text: str, name: str, other: str) -> str:
+    """``text`` with every whole-word ``name`` (not part of a longer name: ``egg`` in ``egg yolks`` stays)
+    replaced by ``other``."""
+    return re.sub(rf"(?<![\w'-]){re.escape(name)}(?![\w'-])", other.replace("\\", "\\\\"), text)
 
 
 def heldout_forms(table: Mapping[str, Names]) -> set[str]:

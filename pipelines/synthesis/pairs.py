@@ -3,7 +3,6 @@ extra eval slices."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,10 +13,10 @@ from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
 from pipelines.schemas import SPLITS
 from pipelines.synthesis.catalog_index import CatalogIndex, build_index
-from pipelines.synthesis.names import Say, glossary_pairs, heldout_forms
+from pipelines.synthesis.names import Say, glossary_pairs, heldout_forms, replace_name
 from pipelines.synthesis.recipe_card import Need, card_need, correct_recipes
 from pipelines.synthesis.render import answer_for, group_id_for, question_for
-from pipelines.synthesis.slices import human_rows, unseen_ingredient_rows
+from pipelines.synthesis.slices import human_rows, other_catalog_rows, unseen_ingredient_rows
 from pipelines.synthesis.splits import FAMILY, assign_groups, family_universe, margin_for, pair_universe, split_targets
 from pipelines.synthesis.wordings import INTENTS, templates, wordings
 
@@ -87,6 +86,11 @@ def synthesize(
     if cfg.alias_pairs > 0:
         frames[("train", ALIAS_INTENT)] = _alias_rows(idx, cfg, np.random.default_rng([seed, 11]))
 
+    if need["eval"]["ingredient_pair"] and cfg.other_catalog:
+        taken = {row[2] for (_, intent), rows in frames.items() if intent == "ingredient_pair" for row in rows}
+        frames[("eval", "ingredient_pair")] += other_catalog_rows(
+            idx, cfg, np.random.default_rng([seed, 13]), taken, answer_budget_chars
+        )
     if need["eval"]["recipe_card"]:
         extra = frames.setdefault(("eval", "extra"), [])
         if progress:
@@ -189,7 +193,7 @@ def _rename_answer(text: str, ingredients: Iterable[str], idx: CatalogIndex, say
         if names is None or not names.seen or say.uniform() >= 0.5:
             continue
         alt = say.pick_name(names.seen)
-        text = re.sub(rf"(?<![\w'-]){re.escape(ing)}(?![\w'-])", alt.replace("\\", "\\\\"), text)
+        text = replace_name(text, ing, alt)
     return text
 
 

@@ -13,11 +13,12 @@ import pandas as pd
 from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
 from pipelines.synthesis.catalog_index import CatalogIndex
-from pipelines.synthesis.names import Say
+from pipelines.synthesis.names import Say, name_variants, replace_name
 from pipelines.synthesis.recipe_card import card_answer, fix_articles
-from pipelines.synthesis.wordings import templates, wording_data
+from pipelines.synthesis.render import answer_for, group_id_for
+from pipelines.synthesis.wordings import templates, wording_data, wordings
 
-EXTRA_EVAL_SLICES = ("unseen_ingredient", "human")
+EXTRA_EVAL_SLICES = ("unseen_ingredient", "human", "other_catalog")
 """Eval slices outside the per-intent targets: written in full, after every targeted eval row."""
 
 
@@ -48,6 +49,53 @@ def unseen_ingredient_rows(
                 cards = tuple(card_answer(idx, i, budget) for i in correct)
                 out.append((question, cards[0], group, "unseen_ingredient", (correct[0],), tuple(correct), cards))
     return out
+
+
+def other_catalog_rows(
+    idx: CatalogIndex, cfg: SynthesisConfig, rng: np.random.Generator, taken: set[str], budget: int
+) -> list[tuple[Any, ...]]:
+    """Ingredient-pair questions asked of a catalog that names things its own way, in a dense corpus.
+
+    Every pair among ``n = cfg.other_catalog`` ingredients, so each answer has ``2 * (n - 2)`` near-twins
+    that share one of its ingredients. The answers name each ingredient by one fixed alternate name, as
+    another catalog would ("No recipes found with these aubergine and scallions!"); each question names
+    it by any other of its names, ours included ("eggplant and spring onion ideas"), in held-out
+    wordings. So a model that learned a one-way rewrite into our catalog's names, rather than that the
+    names are the same thing, ranks a twin first. The ingredients are ones with an alternate name other
+    than a plural or singular form; a pair already used by any split (``taken`` group ids) is skipped."""
+    pool = wordings("ingredient_pair", True, cfg.heldout_fraction)
+    named = sorted(ing for ing in idx.by_ingredient if _other_names(idx, ing))
+    if not pool or len(named) < 3:
+        return []
+    say = Say(rng, 0.0, unseen=False)
+    picked = sorted(named[int(k)] for k in rng.permutation(len(named))[: cfg.other_catalog])
+    theirs: dict[str, str] = {}
+    asked: dict[str, list[str]] = {}
+    for ing in picked:
+        theirs[ing] = say.pick(_other_names(idx, ing))
+        asked[ing] = [n for n in (ing, *idx.aliases[ing].seen, *idx.aliases[ing].unseen) if n != theirs[ing]]
+    out: list[tuple[Any, ...]] = []
+    for n, a in enumerate(picked):
+        for b in picked[n + 1 :]:
+            gid = group_id_for(idx, "ingredient_pair", (a, b))
+            if gid in taken:
+                continue
+            text, recipes = answer_for(idx, "ingredient_pair", (a, b), budget)
+            for ing in sorted((a, b), key=len, reverse=True):
+                text = replace_name(text, ing, theirs[ing])
+            first, second = (b, a) if say.uniform() < 0.5 else (a, b)
+            template = pool[int(say.uniform() * len(pool))]
+            question = template.fill(a=say.pick(asked[first]), b=say.pick(asked[second]))
+            out.append((question, text, gid, "other_catalog", recipes, recipes, ()))
+    return out
+
+
+def _other_names(idx: CatalogIndex, ing: str) -> list[str]:
+    """An ingredient's alternate names, without its plural/singular forms (a catalog writes "khumani" for
+    "apricots", never "mirins" for "mirin")."""
+    names = idx.aliases.get(ing)
+    forms = set(name_variants(ing))
+    return [n for n in (*names.seen, *names.unseen) if n not in forms] if names else []
 
 
 def human_rows(catalog: pd.DataFrame, idx: CatalogIndex, budget: int) -> list[tuple[Any, ...]]:

@@ -13,7 +13,8 @@ from pipelines import negatives as neg
 from pipelines.catalog import load_catalog
 from pipelines.config import load_config
 from pipelines.datasets import build_dataset
-from pipelines.schemas import SLICES, EvalFileSchema, TrainFileSchema
+from pipelines.metrics import SLICES
+from pipelines.schemas import EvalFileSchema, TrainFileSchema
 from pipelines.synthesis import ALIAS_INTENT, EXTRA_EVAL_SLICES, is_correct_answer, synthesize
 from pipelines.synthesis.pairs import synonym_classes
 

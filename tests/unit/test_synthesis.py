@@ -147,7 +147,8 @@ def test_no_wording_dominates_and_all_training_wordings_are_used(intent: str, cp
 
 
 def test_ingredient_pair_answers_are_true_to_the_catalog(catalog: pd.DataFrame, default_pairs: pd.DataFrame) -> None:
-    pairs = default_pairs[default_pairs["intent"] == "ingredient_pair"].sample(3000, random_state=0)
+    asked = default_pairs[(default_pairs["intent"] == "ingredient_pair") & (default_pairs["slice"] != "other_catalog")]
+    pairs = asked.sample(3000, random_state=0)  # other_catalog answers name things as another catalog would
     by_ing: dict[str, set[str]] = {}
     for name, ings in zip(catalog["name"], catalog["ingredients"], strict=True):
         for i in ings:
@@ -303,11 +304,13 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
             assert not re.search(rf"(?<!\w){re.escape(alt.lower())}(?!\w)", rest), (q, alt)
 
 
-def test_eval_has_the_three_slices_and_train_only_seen_wordings(cpu_pairs: pd.DataFrame) -> None:
+def test_eval_has_every_slice_and_train_only_seen_wordings(cpu_pairs: pd.DataFrame) -> None:
     ev = cpu_pairs[cpu_pairs["split"] == "eval"]
     assert set(ev["slice"]) == set(SLICES)
-    assert (ev["slice"].isin(["recipe_card", *EXTRA_EVAL_SLICES]) == (ev["intent"] == "recipe_card")).all()
-    share = (ev.loc[ev["intent"] != "recipe_card", "slice"] == "unseen_wording").mean()
+    assert (ev["slice"].isin(["recipe_card", "human", "unseen_ingredient"]) == (ev["intent"] == "recipe_card")).all()
+    assert (ev.loc[ev["slice"] == "other_catalog", "intent"] == "ingredient_pair").all()
+    targeted = ev[~ev["slice"].isin(EXTRA_EVAL_SLICES)]
+    share = (targeted.loc[targeted["intent"] != "recipe_card", "slice"] == "unseen_wording").mean()
     assert share == pytest.approx(load_config("cpu").synthesis.unseen_eval_fraction, abs=0.05)
     assert (cpu_pairs.loc[cpu_pairs["split"] != "eval", "slice"] == "seen_wording").all()
 
@@ -434,12 +437,15 @@ def test_names_run_both_ways_and_alias_pairs_are_train_only(catalog: pd.DataFram
     for alt, ing in zip(alias["anchor"], alias["positive"], strict=True):
         assert alt in idx.aliases[ing].seen
     assert "potatoes" in idx.aliases["potato"].seen + idx.aliases["potato"].unseen
-    # answers use training names sometimes, in train only; eval answers keep the catalog's names
+    # answers use training names sometimes, in train only; eval answers keep the catalog's names (but the
+    # other_catalog slice's, which name things as another catalog would)
     train = pairs[(pairs["split"] == "train") & (pairs["intent"] == "ingredient_pair")]
     renamed = [not (a in p and b in p) for g, p in zip(train["group_id"], train["positive"], strict=True)
                for a, b in [g.removeprefix("pair:").split("|")]]  # fmt: skip
     assert 0.3 < sum(renamed) / len(renamed) < 0.9
-    ev = pairs[(pairs["split"] == "eval") & (pairs["intent"] == "ingredient_pair")]
+    ev = pairs[
+        (pairs["split"] == "eval") & (pairs["intent"] == "ingredient_pair") & (pairs["slice"] != "other_catalog")
+    ]
     for g, p in zip(ev["group_id"], ev["positive"], strict=True):
         a, b = g.removeprefix("pair:").split("|")
         assert a in p and b in p
@@ -545,3 +551,32 @@ def test_every_relevant_card_shows_the_ingredients_its_question_asks_for(
             assert ing in card.split("Ingredients: ", 1)[1], (gid, card)
             checked += 1
     assert checked > 1000
+
+
+def test_other_catalog_ask_a_catalog_that_names_things_its_own_way(
+    catalog: pd.DataFrame, cpu_pairs: pd.DataFrame
+) -> None:
+    """Every pair of the slice's ingredients, none asked elsewhere: each answer sits among near-twins that
+    share an ingredient. Each answer names an ingredient by one fixed alternate name, never ours nor a
+    plural/singular form of ours (another catalog's name), and its question by another of its names."""
+    cfg = load_config("cpu").synthesis
+    twins = cpu_pairs[cpu_pairs["slice"] == "other_catalog"]
+    pairs = [tuple(g.removeprefix("pair:").split("|")) for g in twins["group_id"]]
+    k = cfg.other_catalog
+    assert len(set(pairs)) == len(pairs) == k * (k - 1) // 2
+    others = cpu_pairs[(cpu_pairs["intent"] == "ingredient_pair") & (cpu_pairs["slice"] != "other_catalog")]
+    assert not set(twins["group_id"]) & set(others["group_id"])
+    assert len(set(twins["positive"])) == len(twins)
+    table = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, cfg.name_variants).aliases
+    theirs: dict[str, set[str]] = {}
+    for q, pos, (a, b) in zip(twins["anchor"], twins["positive"], pairs, strict=True):
+        m = re.match(r"^(?:No recipes found with these (.+) and (.+)!|Recipes with (.+?) and (.+?): .+)$", pos)
+        assert m, pos
+        x, y = (m[1], m[2]) if m[1] else (m[3], m[4])
+        for ing, name in ((a, x), (b, y)):
+            theirs.setdefault(ing, set()).add(name)
+            assert name != ing and name not in name_variants(ing), (ing, pos)
+            assert name in (*table[ing].seen, *table[ing].unseen), (ing, pos)
+            asked = [n for n in (ing, *table[ing].seen, *table[ing].unseen) if n != name]
+            assert any(re.search(rf"(?<![\w']){re.escape(n.lower())}(?![\w'])", q.lower()) for n in asked), (q, ing)
+    assert len(theirs) == k and all(len(v) == 1 for v in theirs.values())
