@@ -45,10 +45,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         },
         "model": {"max_seq_length": 64},
         "training": {
-            "epochs": 1,
+            # Two passes (78 steps, about 4 minutes here) rather than one: each of the thousands of name pairs
+            # occurs once or not at all in a pass. Same data, two seeds: validation mean map@100 after the mix
+            # 0.9636 -> 0.9660 and 0.9331 -> 0.9587; every eval slice but unseen_ingredient up 0.005-0.02.
+            "epochs": 2,
             "per_device_batch_size": 64,
             "eval_batch_size": 128,
-            # 30 steps: 1e-4 instead of 2e-5 (on 2,000 alias-rich pairs, held-out MAP@100 at 384 went
+            # 1e-4 instead of 2e-5 (on 2,000 alias-rich pairs, held-out MAP@100 at 384 went
             # from 0.44 to 0.84); checked on the unseen-wording slice of a differently seeded dataset.
             "learning_rate": 1e-4,
             "optim": "adamw_torch",
