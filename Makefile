@@ -42,16 +42,12 @@ pipeline: install
 ## the unit and data tests mostly compute, so the unit tests (and lint) run at a lower CPU priority and with
 ## one math thread (OMP_NUM_THREADS=1: two processes of two-thread torch on 2 cores slowed both) in the
 ## integration tests' idle time, and the whole takes about as long as the integration tests alone.
-## The tests that bound a wait on child processes (marked `processes`: cancel, Ctrl-C, a stuck log reader)
-## run after them at normal priority: at nice 15 beside a training integration test they got about 1% of
-## a core and ran past their 120 s hang bound.
 ## Output comes line by line, each line whole; each process ends with its own summary.
 test: install
 	$(MAKE) --no-print-directory -j3 -Oline lint test-integration test-unit BACKGROUND="nice -n 15 env OMP_NUM_THREADS=1"
 
 test-unit: install
-	$(BACKGROUND) $(BIN)/python -m pytest tests/unit tests/data tests/gpu -m "not processes" $(PYTEST_ARGS)
-	$(BIN)/python -m pytest tests/unit -m processes $(PYTEST_ARGS)
+	$(BACKGROUND) $(BIN)/python -m pytest tests/unit tests/data tests/gpu $(PYTEST_ARGS)
 
 test-integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)

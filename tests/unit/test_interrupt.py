@@ -40,7 +40,6 @@ def test_resume_hint_names_the_last_complete_checkpoint_or_says_there_is_none(tm
 
 
 @pytest.mark.slow  # trains a model
-@pytest.mark.processes
 @pytest.mark.timeout(600)
 def test_ctrl_c_during_run_says_the_run_ended_killed_and_how_to_resume(tmp_path: Path) -> None:
     home = tmp_path / "home"

@@ -14,10 +14,7 @@ import pytest
 
 from pipelines import lifeline
 
-pytestmark = [
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl"),
-    pytest.mark.processes,
-]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0
