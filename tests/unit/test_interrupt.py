@@ -52,7 +52,17 @@ def test_ctrl_c_during_run_says_the_run_ended_killed_and_how_to_resume(tmp_path:
         argv += ["--set", s]
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        # SIGINT at its default in the child (Python's KeyboardInterrupt, as at a terminal) even when this
+        # test runs under a shell that started it in the background, which ignores SIGINT for its children
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         deadline = time.monotonic() + 420
         while not list((home / "models").glob(f"*/{CHECKPOINTS_SUBDIR}/checkpoint-*/trainer_state.json")):

@@ -239,7 +239,14 @@ def test_cancel_ends_a_child_that_ignores_sigterm_and_its_children_after_the_gra
     """
     parent_py = _parent_script(tmp_path, [sys.executable, str(stubborn)], grace_s=1.0)
     parent_py.write_text(textwrap.dedent(recorder) + parent_py.read_text())
-    parent = subprocess.Popen([sys.executable, str(parent_py)], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    # SIGINT at its default in the parent (so Python turns it into KeyboardInterrupt) even when this test
+    # runs under a shell that started it in the background, which ignores SIGINT for its children
+    parent = subprocess.Popen(
+        [sys.executable, str(parent_py)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         child, grandchild = _read_pids(pids, parent)
         parent.send_signal(signal.SIGINT)
