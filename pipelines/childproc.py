@@ -220,18 +220,19 @@ class LogTail:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             self._read()
-
-    def stop(self) -> None:
-        """Stop following; read what is left, including a last line without a newline."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-        if self._thread.is_alive():  # ``log`` is stuck (a dead reader): never block the caller on it
-            return
+        # what is left, including a last line without a newline: here too, never in the caller's thread
         self._read()
         if self._partial:
             rest, self._partial = self._partial, b""
             with contextlib.suppress(Exception):
                 self.log(rest.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1])
+
+    def stop(self) -> None:
+        """Stop following once what is left is read (5 s at most). ``log`` runs only in the tail's own
+        thread: when it is stuck (a dead reader), the caller is never blocked on it, even when the child
+        ended before the tail's first read."""
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def run_logged(

@@ -137,6 +137,23 @@ def test_parent_variables_are_not_inherited_by_the_childs_children(tmp_path: Pat
     assert out.stdout.strip() == "[true, false, false]", out.stderr
 
 
+def test_a_stuck_log_reader_does_not_block_stop_even_before_the_first_read(tmp_path: Path) -> None:
+    """The child ended before the tail's first read (a loaded machine): what is left is read in the tail's
+    own thread, so a stuck ``log`` never blocks the caller of ``stop``."""
+    import threading
+
+    from pipelines import childproc as tp
+
+    stuck = threading.Event()
+    log_file = tmp_path / "train.log"
+    tail = tp.LogTail(log_file, lambda _line: stuck.wait(3600), poll_s=3600).start()
+    log_file.write_text("one line\nand a last one without a newline")
+    stopper = threading.Thread(target=tail.stop, daemon=True)
+    stopper.start()
+    stopper.join(WAIT_S)
+    assert not stopper.is_alive(), f"stop still waiting on the stuck log after {WAIT_S:.0f} s"
+
+
 def test_a_stuck_log_reader_does_not_block_a_chatty_child(tmp_path: Path) -> None:
     """1 MB of output (16 pipes' worth) while the logger blocks for good: the child still finishes.
 
