@@ -185,14 +185,13 @@ def _correct_answer(part: pd.DataFrame) -> Callable[[int, str], bool]:
 
 
 def _same_class(part: pd.DataFrame) -> Callable[[int, str], bool]:
-    """Whether a name is the alias row's own anchor or in its synonym class (``group_id``)."""
-    classes: dict[str, set[str]] = {}
-    for text, group in zip(part["positive"], part["group_id"], strict=True):
-        classes.setdefault(text, set()).add(group)
+    """Whether a name is the alias row's own anchor or in its synonym class (``group_id``: a name's class
+    is the same in every row that holds it)."""
+    classes = dict(zip(part["positive"], part["group_id"], strict=True))
     anchors, groups = part["anchor"].tolist(), part["group_id"].tolist()
 
     def is_correct(row: int, text: str) -> bool:
-        return text.casefold() == anchors[row].casefold() or groups[row] in classes.get(text, ())
+        return text.casefold() == anchors[row].casefold() or classes.get(text) == groups[row]
 
     return is_correct
 

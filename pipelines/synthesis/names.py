@@ -10,6 +10,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -245,6 +246,9 @@ def everyday_weights(n: int) -> tuple[float, ...]:
     return tuple((w[:-1] / w[-1]).tolist())
 
 
+T = TypeVar("T")
+
+
 class Say:
     """Names a thing in a question: the catalog's name, or an alternate name with probability ``p``.
 
@@ -261,7 +265,7 @@ class Say:
             self._block = self.rng.random(4096).tolist()
         return self._block.pop()
 
-    def pick(self, items: Sequence[str]) -> str:
+    def pick(self, items: Sequence[T]) -> T:
         return items[int(self.uniform() * len(items))]
 
     def pick_name(self, names: Sequence[str]) -> str:

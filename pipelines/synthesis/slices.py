@@ -43,8 +43,7 @@ def unseen_ingredient_rows(
                     need = f"{meal} " + say.pick(data["card_ingredient_phrases"]).format(ings=alt)
                 else:
                     need = f"{cuisine} {meal} with {alt}"
-                template = pool[int(say.uniform() * len(pool))]
-                question = fix_articles(template.fill(need=need))
+                question = fix_articles(say.pick(pool).fill(need=need))
                 group = f"unseen_ingredient:{ing}|{alt}|{cuisine or 'any'}"
                 cards = tuple(card_answer(idx, i, budget) for i in correct)
                 out.append((question, cards[0], group, "unseen_ingredient", (correct[0],), tuple(correct), cards))
@@ -64,7 +63,8 @@ def other_catalog_rows(
     names are the same thing, ranks a twin first. The ingredients are ones with an alternate name other
     than a plural or singular form; a pair already used by any split (``taken`` group ids) is skipped."""
     pool = wordings("ingredient_pair", True, cfg.heldout_fraction)
-    named = sorted(ing for ing in idx.by_ingredient if _other_names(idx, ing))
+    others = {ing: names for ing in sorted(idx.by_ingredient) if (names := _other_names(idx, ing))}
+    named = list(others)
     if not pool or len(named) < 3:
         return []
     say = Say(rng, 0.0, unseen=False)
@@ -72,7 +72,7 @@ def other_catalog_rows(
     theirs: dict[str, str] = {}
     asked: dict[str, list[str]] = {}
     for ing in picked:
-        theirs[ing] = say.pick(_other_names(idx, ing))
+        theirs[ing] = say.pick(others[ing])
         asked[ing] = [n for n in (ing, *idx.aliases[ing].seen, *idx.aliases[ing].unseen) if n != theirs[ing]]
     out: list[tuple[Any, ...]] = []
     for n, a in enumerate(picked):
@@ -84,8 +84,7 @@ def other_catalog_rows(
             for ing in sorted((a, b), key=len, reverse=True):
                 text = replace_name(text, ing, theirs[ing])
             first, second = (b, a) if say.uniform() < 0.5 else (a, b)
-            template = pool[int(say.uniform() * len(pool))]
-            question = template.fill(a=say.pick(asked[first]), b=say.pick(asked[second]))
+            question = say.pick(pool).fill(a=say.pick(asked[first]), b=say.pick(asked[second]))
             out.append((question, text, gid, "other_catalog", recipes, recipes, ()))
     return out
 
