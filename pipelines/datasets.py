@@ -29,12 +29,21 @@ from pipelines.catalog import catalog_digest, load_catalog
 from pipelines.config import PipelineConfig
 from pipelines.errors import DataQualityError, InputError, storage_error
 from pipelines.io import StagedFiles, read_json_object, read_jsonl_records, read_table, sha256_file, to_parquet
-from pipelines.schemas import PAIR_COLUMNS, SPLITS, EvalFileSchema, TrainFileSchema, leaked_keys, normalize_text
+from pipelines.schemas import (
+    PAIR_COLUMNS,
+    SPLITS,
+    EvalFileSchema,
+    NamesFileSchema,
+    TrainFileSchema,
+    leaked_keys,
+    normalize_text,
+)
 from pipelines.synthesis import (
     ALIAS_INTENT,
     ANSWER_COLUMNS,
     EXTRA_EVAL_SLICES,
     is_correct_answer,
+    name_pairs,
     relevant_cards,
     split_targets,
     synthesize,
@@ -44,6 +53,8 @@ from pipelines.validation import ValidationResult, check_splits, load_tokenizer,
 MANIFEST = "manifest.json"
 FILES = {"train": "train.parquet", "validation": "validation.parquet", "eval": "eval.parquet"}
 REJECTS = "rejects.parquet"
+NAMES = "names.parquet"
+"""Synthesized datasets only: every training name pair with its synonym class (the names stage's input)."""
 SYNTH_MARGIN = 0.01
 """Spare pairs per (split, intent), as a share of the target (+2), to replace rejected rows."""
 
@@ -66,6 +77,7 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
         answer_budget_chars=max(60, cfg.model.max_seq_length * 2),
         progress=progress,
     )
+    names = name_pairs(catalog, cfg.synthesis)
     timings["synthesize_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -121,7 +133,7 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
         kept, extra["hard_negatives"] = _mine(kept, cfg, progress)
         timings["mine_negatives_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    manifest = _write(out_dir, kept, result, cfg, extra, shortfalls, progress)
+    manifest = _write(out_dir, kept, result, cfg, extra, shortfalls, progress, names)
     timings["write_s"] = time.perf_counter() - t
     manifest["timings"] = {k: round(v, 3) for k, v in timings.items()}
     _gate(manifest, out_dir)
@@ -320,6 +332,7 @@ def _write(
     extra: dict[str, Any],
     shortfalls: list[str],
     progress: Progress,
+    names: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     out_dir = Path(out_dir)
     try:
@@ -329,7 +342,7 @@ def _write(
     if progress:
         progress(f"writing {out_dir}")
     with StagedFiles() as staged:  # every file under a temp name until all are written
-        manifest = _stage(staged, out_dir, accepted, result, cfg, extra, shortfalls)
+        manifest = _stage(staged, out_dir, accepted, result, cfg, extra, shortfalls, names)
         staged.commit(before_rename=lambda: (out_dir / MANIFEST).unlink(missing_ok=True))
     return manifest
 
@@ -342,6 +355,7 @@ def _stage(
     cfg: PipelineConfig,
     extra: dict[str, Any],
     shortfalls: list[str],
+    names: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     files: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[str, Any]] = {}
@@ -362,6 +376,13 @@ def _stage(
     tmp = staged.path(out_dir / REJECTS)
     to_parquet(result.rejects, tmp, out_dir / REJECTS)
     files[REJECTS] = {"sha256": sha256_file(tmp), "rows": len(result.rejects)}
+    name_counts = None
+    if names is not None:
+        check_names_file(names)
+        tmp = staged.path(out_dir / NAMES)
+        to_parquet(names, tmp, out_dir / NAMES)
+        files[NAMES] = {"sha256": sha256_file(tmp), "rows": len(names)}
+        name_counts = {"pairs": len(names), "classes": int(names["group_id"].nunique())}
 
     by_split = {s: int((result.rejects["split"] == s).sum()) for s in SPLITS}
     fraction = result.reject_fraction
@@ -386,6 +407,7 @@ def _stage(
         "reject_fraction": round(fraction, 6),
         "quality_gate": {"passed": reason is None, "max_reject_fraction": limit, "reason": reason},
         "leakage": leakage_report(accepted),
+        **({"names": name_counts} if name_counts else {}),
         "files": files,
         "digests": {name: info["sha256"] for name, info in files.items()},
         "config": cfg.model_dump(mode="json"),
@@ -417,15 +439,23 @@ def timing_line(manifest: dict[str, Any]) -> str:
 
 def check_split_file(part: pd.DataFrame, split: str) -> None:
     """The written-file contract (:class:`TrainFileSchema` / :class:`EvalFileSchema`); DataQualityError."""
+    _check_contract(EvalFileSchema if split == "eval" else TrainFileSchema, part, split)
+
+
+def check_names_file(names: pd.DataFrame) -> None:
+    """The names-file contract (:class:`NamesFileSchema`); DataQualityError."""
+    _check_contract(NamesFileSchema, names, "names")
+
+
+def _check_contract(schema: Any, frame: pd.DataFrame, what: str) -> None:
     import pandera.pandas as pa
 
-    schema = EvalFileSchema if split == "eval" else TrainFileSchema
     try:
-        schema.validate(part, lazy=True)
+        schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         rows = exc.failure_cases.groupby(exc.failure_cases["check"].astype(str))["index"].nunique()
-        what = ", ".join(f"{check} ({n} rows)" for check, n in rows.items())
-        raise DataQualityError(f"{split}: written rows break the file contract: {what}") from exc
+        broken = ", ".join(f"{check} ({n} rows)" for check, n in rows.items())
+        raise DataQualityError(f"{what}: written rows break the file contract: {broken}") from exc
 
 
 def split_columns(split: str, available: Any) -> list[str]:

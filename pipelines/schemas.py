@@ -248,6 +248,42 @@ class EvalFileSchema(pa.DataFrameModel):
         return _nonblank_text(s)
 
 
+class NamesFileSchema(pa.DataFrameModel):
+    """A written names file (the names stage's pairs): ``anchor, positive, group_id``.
+
+    ``group_id`` is the pair's synonym class: each name belongs to one class, so a batch with one pair
+    per class holds no synonym of another row's names. No pair twice, no name paired with itself.
+    """
+
+    anchor: Series[Any] = pa.Field(nullable=False)
+    positive: Series[Any] = pa.Field(nullable=False)
+    group_id: Series[Any] = pa.Field(nullable=False)
+
+    class Config:
+        strict = True
+        ordered = True
+
+    @pa.check("anchor", "positive", "group_id", name="blank")
+    def _text(cls, s: pd.Series) -> pd.Series:
+        return _nonblank_text(s)
+
+    @pa.dataframe_check(name="same_text")
+    def _distinct(cls, df: pd.DataFrame) -> pd.Series:
+        return normalize_text(df["anchor"]) != normalize_text(df["positive"])
+
+    @pa.dataframe_check(name="duplicate")
+    def _unique(cls, df: pd.DataFrame) -> pd.Series:
+        return ~pd.Series(list(zip(df["anchor"], df["positive"], strict=True)), index=df.index).duplicated()
+
+    @pa.dataframe_check(name="one_class_per_name")
+    def _one_class(cls, df: pd.DataFrame) -> pd.Series:
+        names = pd.concat([df["anchor"], df["positive"]], ignore_index=True)
+        classes = pd.concat([df["group_id"], df["group_id"]], ignore_index=True)
+        per_name = classes.groupby(names.to_numpy()).nunique()
+        ok = names.map(per_name).to_numpy() == 1
+        return pd.Series(ok[: len(df)] & ok[len(df) :], index=df.index)
+
+
 # --- catalogs -------------------------------------------------------------------------------------
 
 CATALOG_COLUMNS = ("name", "cuisine", "ingredients", "diet_tags", "total_time_min")

@@ -62,7 +62,8 @@ def _report(manifest: dict[str, Any], out: Path) -> None:
     line = timing_line(manifest)
     if line:
         console.print(line)
-    console.print(f"wrote {out}/ (train, validation, eval, rejects .parquet + manifest.json)")
+    names = " names," if manifest.get("names") else ""
+    console.print(f"wrote {out}/ (train, validation, eval,{names} rejects .parquet + manifest.json)")
 
 
 def _run(fn: Any, out: Path, *args: Any) -> None:

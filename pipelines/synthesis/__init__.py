@@ -60,7 +60,7 @@ slices, correctness) and :mod:`.pairs` (:func:`synthesize`).
 
 from pipelines.metrics import SLICES
 from pipelines.synthesis.names import bundled_aliases, name_variants
-from pipelines.synthesis.pairs import ALIAS_INTENT, ANSWER_COLUMNS, COLUMNS, synthesize
+from pipelines.synthesis.pairs import ALIAS_INTENT, ANSWER_COLUMNS, COLUMNS, name_pairs, synthesize
 from pipelines.synthesis.slices import EXTRA_EVAL_SLICES, is_correct_answer, relevant_cards
 from pipelines.synthesis.splits import margin_for, split_targets
 from pipelines.synthesis.wordings import INTENTS, REGISTERS, templates
@@ -76,6 +76,7 @@ __all__ = [
     "bundled_aliases",
     "is_correct_answer",
     "margin_for",
+    "name_pairs",
     "name_variants",
     "relevant_cards",
     "split_targets",

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
-from pipelines.schemas import SPLITS
+from pipelines.schemas import SPLITS, normalize_text
 from pipelines.synthesis.catalog_index import CatalogIndex, build_index
 from pipelines.synthesis.names import Say, glossary_pairs, heldout_forms, replace_name
 from pipelines.synthesis.recipe_card import Need, card_need, correct_recipes
@@ -202,22 +202,40 @@ ALIAS_INTENT = "alias_definition"
 
 
 def _alias_rows(idx: CatalogIndex, cfg: SynthesisConfig, rng: np.random.Generator) -> list[tuple[Any, ...]]:
-    """``alias_pairs * n_train`` train pairs over the training names. None in validation: it scores the
-    questions that checkpoints and the base mix are chosen on, and a name pair is not one.
-
-    ``glossary``: the pool also holds the catalog's pairs the other way (``eggplant`` -> ``aubergine``) and
-    every pair of names in the bundled glossary and alias table, both ways, beyond the catalog's ingredients;
-    no pair holds a held-out name (nor its plural/singular form)."""
+    """``alias_pairs * n_train`` train pairs drawn from :func:`name_pool`. None in validation: it scores
+    the questions that checkpoints and the base mix are chosen on, and a name pair is not one."""
     n = round(cfg.alias_pairs * cfg.n_train)
-    pairs = [(alt, ing, ing) for ing, names in sorted(idx.aliases.items()) for alt in names.seen]
-    if cfg.glossary:
-        pairs += [(ing, alt, ing) for alt, ing, _ in pairs]
-        held = heldout_forms(idx.aliases)
-        pairs += [(a, b, key) for a, b, key in glossary_pairs(cfg.heldout_fraction) if a not in held and b not in held]
-        pairs = list(dict.fromkeys(pairs))
-    kind = synonym_classes((a, b) for a, b, _ in pairs)
+    pairs = name_pool(idx, cfg)
     order = rng.permutation(len(pairs))
-    return [(pairs[k][0], pairs[k][1], f"alias:{kind[pairs[k][0]]}", "seen_wording", (), (), ()) for k in order[:n]]
+    return [(pairs[k][0], pairs[k][1], f"alias:{pairs[k][2]}", "seen_wording", (), (), ()) for k in order[:n]]
+
+
+def name_pool(idx: CatalogIndex, cfg: SynthesisConfig) -> list[tuple[str, str, str]]:
+    """Every training name pair ``(name, other name, synonym class)``: the catalog's alternate names to
+    its ingredients (``aubergine`` -> ``eggplant``) and, with ``glossary``, the same pairs the other way
+    and every pair of names in the bundled glossary and alias table, both ways, beyond the catalog's
+    ingredients. No pair holds a held-out name (nor its plural/singular form), nor two spellings that
+    normalize to one text (``confectioners' sugar``, ``confectioners sugar``). The class
+    (:func:`synonym_classes`) joins every name linked by a chain of pairs."""
+    pairs = [(alt, ing) for ing, names in sorted(idx.aliases.items()) for alt in names.seen]
+    if cfg.glossary:
+        pairs += [(ing, alt) for alt, ing in pairs]
+        held = heldout_forms(idx.aliases)
+        pairs += [(a, b) for a, b, _ in glossary_pairs(cfg.heldout_fraction) if a not in held and b not in held]
+        pairs = list(dict.fromkeys(pairs))
+    same = normalize_text(pd.Series([a for a, _ in pairs], dtype=object)) == normalize_text(
+        pd.Series([b for _, b in pairs], dtype=object)
+    )
+    pairs = [p for p, drop in zip(pairs, same.tolist(), strict=True) if not drop]  # "confectioners' sugar"
+    kind = synonym_classes(pairs)
+    return [(a, b, kind[a]) for a, b in pairs]
+
+
+def name_pairs(catalog: pd.DataFrame, cfg: SynthesisConfig) -> pd.DataFrame:
+    """:func:`name_pool` as a table (``anchor``, ``positive``, ``group_id`` = the synonym class): the
+    names stage's pairs (:mod:`pipelines.names_stage`), written beside the splits as ``names.parquet``."""
+    idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, cfg.name_variants)
+    return pd.DataFrame(name_pool(idx, cfg), columns=["anchor", "positive", "group_id"])
 
 
 def synonym_classes(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:

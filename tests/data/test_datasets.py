@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_config
-from pipelines.datasets import FILES, build_dataset, read_manifest, validate_file
+from pipelines.datasets import FILES, NAMES, build_dataset, check_names_file, read_manifest, validate_file
 from pipelines.errors import DataQualityError, InputError
 from pipelines.io import sha256_file
 from pipelines.schemas import REASONS
@@ -30,7 +30,8 @@ def _digests(m: dict) -> dict[str, str]:
 
 def test_smoke_dataset_has_exact_counts_and_a_full_manifest(smoke_dir: tuple[Path, dict]) -> None:
     out, m = smoke_dir
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES.values(), "rejects.parquet", "manifest.json"])
+    written = [*FILES.values(), NAMES, "rejects.parquet", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)
     t = split_targets(SMOKE.synthesis)
     for split, name in FILES.items():
         df = pd.read_parquet(out / name)
@@ -47,6 +48,10 @@ def test_smoke_dataset_has_exact_counts_and_a_full_manifest(smoke_dir: tuple[Pat
     assert m["input_rows"] == m["accepted_rows"] + m["surplus_unused"] + m["rejected"]["total"]
     assert m["leakage"] == {"eval_groups_also_in_train_or_validation": 0, "questions_seen_in_an_earlier_split": 0}
     assert m["quality_gate"]["passed"] is True
+    names = pd.read_parquet(out / NAMES)
+    assert list(names.columns) == ["anchor", "positive", "group_id"]
+    assert m["names"] == {"pairs": len(names), "classes": names["group_id"].nunique()} and len(names) > 100
+    assert m["files"][NAMES]["sha256"] == sha256_file(out / NAMES)
     assert read_manifest(out) == json.loads((out / "manifest.json").read_text())
 
 
@@ -237,3 +242,24 @@ def test_digests_do_not_depend_on_the_process(smoke_dir: tuple[Path, dict], tmp_
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p")], capture_output=True, text=True,
                           env=env, timeout=300, check=True)  # fmt: skip
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == first["digests"]
+
+
+def test_the_names_file_contract_rejects_with_its_reasons() -> None:
+    ok = pd.DataFrame({"anchor": ["aubergine", "eggplant"], "positive": ["eggplant", "aubergine"], "group_id": ["a"] * 2})
+    check_names_file(ok)
+    for bad, reason in [
+        (pd.concat([ok, ok.iloc[:1]]), "duplicate"),
+        (ok.assign(positive=["Aubergine!", "aubergine"]), "same_text"),
+        (ok.assign(group_id=["a", "b"]), "one_class_per_name"),  # a name in two classes
+        (ok.assign(group_id=["a", " "]), "blank"),
+    ]:
+        with pytest.raises(DataQualityError, match=f"names: written rows break the file contract: .*{reason}"):
+            check_names_file(bad.reset_index(drop=True))
+
+
+def test_a_users_pairs_file_gets_no_names_file(tmp_path: Path) -> None:
+    src = tmp_path / "pairs.csv"
+    _pairs().to_csv(src, index=False)
+    m = validate_file(src, tmp_path / "d", SMOKE)
+    assert NAMES not in m["files"] and "names" not in m
+    assert not (tmp_path / "d" / NAMES).exists()

@@ -580,3 +580,22 @@ def test_other_catalog_ask_a_catalog_that_names_things_its_own_way(
             asked = [n for n in (ing, *table[ing].seen, *table[ing].unseen) if n != name]
             assert any(re.search(rf"(?<![\w']){re.escape(n.lower())}(?![\w'])", q.lower()) for n in asked), (q, ing)
     assert len(theirs) == k and all(len(v) == 1 for v in theirs.values())
+
+
+def test_the_name_pool_holds_every_alias_pair_both_ways_and_no_heldout_name(catalog: pd.DataFrame) -> None:
+    from pipelines.datasets import check_names_file
+    from pipelines.synthesis import name_pairs
+
+    cfg = load_config("cpu").synthesis.model_copy(update={"alias_pairs": 1.0})
+    names = name_pairs(catalog, cfg)
+    check_names_file(names)  # one class per name, no duplicate, no pair of one text
+    got = set(zip(names["anchor"], names["positive"], strict=True))
+    assert all((b, a) in got for a, b in got)  # names run both ways
+    idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, cfg.name_variants)
+    assert not (set(names["anchor"]) | set(names["positive"])) & heldout_forms(idx.aliases)
+    alias = synthesize(catalog, cfg)
+    alias = alias[alias["intent"] == ALIAS_INTENT]
+    assert set(zip(alias["anchor"], alias["positive"], strict=True)) <= got  # the alias rows draw from the pool
+    # the alias rows' group is the pair's synonym class
+    cls = dict(zip(names["anchor"], names["group_id"], strict=True))
+    assert (alias["group_id"] == "alias:" + alias["anchor"].map(cls)).all()
