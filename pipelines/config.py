@@ -194,6 +194,14 @@ class TrainingConfig(_Frozen):
     attention_backend: Literal["auto", "cudnn", "efficient", "flash", "math", "default"] = Field(
         "auto", description="SDPA kernels for training and evaluation encodes; auto: flash/efficient on CUDA."
     )
+    name_rounds: int = Field(
+        0,
+        ge=0,
+        description="Rounds of the names stage before the question pairs (pipelines/names_stage.py): each round "
+        "one pair of every synonym class of the dataset's names.parquet; 0: no names stage.",
+    )
+    name_batch_size: int = Field(128, ge=2, description="Names stage: pairs per batch.")
+    name_max_seq_length: int = Field(16, ge=4, description="Names stage: tokens per name (names are short).")
     base_interpolation: tuple[float, ...] = Field(
         (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
         description="Mixes alpha * fine-tuned + (1 - alpha) * base weights tried on validation after training "

@@ -133,6 +133,16 @@ def sum_across_ranks(value: float, device: str) -> float:
     return float(t.item())
 
 
+def broadcast_weights(model: Any) -> None:
+    """Every rank takes rank 0's weights (a collective; nothing outside a distributed run)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for tensor in model.state_dict().values():
+        dist.broadcast(tensor, src=0)
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

@@ -307,6 +307,12 @@ def render_model_card(
         if train_result.get(k) is not None:
             v = train_result[k]
             run_facts.append(f"- {label}: {fmt(v) if isinstance(v, float) else v}")
+    stage = (train_result.get("settings") or {}).get("names_stage")
+    if stage and "steps" in stage:
+        run_facts.append(
+            f"- Names stage: {stage['rounds']} rounds over {stage['pairs']:,} name pairs in {stage['classes']:,} "
+            f"synonym classes ({stage['steps']} steps, {fmt(stage['seconds'])} s), before the question pairs"
+        )
     mix = (train_result.get("settings") or {}).get("base_interpolation")
     if mix:
         tried = ", ".join(f"{a}: {s:.4f}" for a, s in mix["validation_mean_map@100"].items())

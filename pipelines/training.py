@@ -174,6 +174,54 @@ def _train_data(
     return datasets.Dataset.from_pandas(run.train_df, preserve_index=False), fast_input, settings
 
 
+def _names_stage(model: SentenceTransformer, run: _Run, cfg: TrainingConfig, progress: bool) -> dict[str, Any] | None:
+    """Run the names stage on ``model`` in place; what it did (or why it was skipped), None when off."""
+    from pipelines.names_stage import NAMES_FILE, load_names, train_names
+    from pipelines.trainer import resolve_precision
+
+    if cfg.name_rounds == 0:
+        return None
+    skipped = None
+    if run.resume_from:
+        skipped = "resumed: the checkpoint holds it"
+    elif (names := load_names(run.data_dir)) is None:
+        skipped = f"the dataset has no {NAMES_FILE} (synthesized datasets have one)"
+    elif names.empty:
+        skipped = f"{NAMES_FILE} has no rows"
+    if skipped:
+        if progress:
+            print(f"names stage: skipped ({skipped})", flush=True)
+        return {"skipped": skipped}
+    import torch
+
+    from pipelines.attention import attention_context
+
+    bf16 = resolve_precision(cfg.precision, run.device) == "bf16"
+    log = (lambda line: print(line, flush=True)) if progress and distributed.is_main_process() else None
+    with attention_context(cfg.attention_backend, run.device):
+        result = train_names(
+            model,
+            names,
+            rounds=cfg.name_rounds,
+            batch_size=cfg.name_batch_size,
+            max_seq_length=cfg.name_max_seq_length,
+            learning_rate=cfg.learning_rate,
+            dims=cfg.matryoshka_dims,
+            seed=cfg.seed,
+            device=run.device,
+            autocast_dtype=torch.bfloat16 if bf16 else None,
+            log_every=max(1, cfg.logging_steps * 2),
+            log=log,
+        )
+    distributed.broadcast_weights(model)  # every rank ran the same steps; rank 0's weights are the ones kept
+    if log:
+        log(
+            f"names stage: {result.rounds} rounds over {result.pairs:,} name pairs in {result.classes:,} classes, "
+            f"{result.steps} steps, {result.seconds:.1f} s, loss {result.first_loss:.4f} -> {result.last_loss:.4f}"
+        )
+    return result.to_dict()
+
+
 def _validation_evaluator(run: _Run, cfg: TrainingConfig, model: SentenceTransformer) -> ValidationIREvaluator | None:
     """The per-epoch validation at every Matryoshka dim; ``None`` with ``training.eval_strategy=no``."""
     if run.validation_df is None:
@@ -338,6 +386,7 @@ def _train_result(
     primary: str,
     input_settings: dict[str, Any],
     mix: Interpolation | None = None,
+    names_stage: dict[str, Any] | None = None,
 ) -> TrainResult:
     from pipelines.attention import model_attn_implementation
     from pipelines.trainer import resolve_precision
@@ -380,6 +429,7 @@ def _train_result(
             "loop_seconds": round(float(clocks.loop_seconds), 3),
             "loop_pairs_per_second": round(pairs_seen / clocks.loop_seconds, 2) if clocks.loop_seconds > 0 else None,
             "checkpoint_seconds": round(float(clocks.checkpoint_seconds), 3),
+            "names_stage": names_stage,
             "base_interpolation": mix.to_dict() if mix else None,
         },
         world_size=run.world,
@@ -414,21 +464,25 @@ def train(
     run = _start_run(data_dir, out_dir, train_cfg, resume, progress)
     model = _base_model(model_cfg, train_cfg, run)
     primary = primary_metric_key(train_cfg.matryoshka_dims, model.similarity_fn_name)
-    base_state = base_weights(model, train_cfg) if run.validation_df is not None else None  # for step 8
 
-    # 2. Load data: the train pairs, pre-tokenized once by the fast input pipeline where it applies.
+    # 2. The names stage (training.name_rounds): an ingredient's names are one thing. The base mix of
+    #    step 9 starts from here, so it keeps the names and mixes back only what the questions wore away.
+    names_stage = _names_stage(model, run, train_cfg, progress)
+    base_state = base_weights(model, train_cfg) if run.validation_df is not None else None  # for step 9
+
+    # 3. Load data: the train pairs, pre-tokenized once by the fast input pipeline where it applies.
     train_dataset, fast_input, input_settings = _train_data(model, run, train_cfg, progress)
 
-    # 3. The loss: MatryoshkaLoss(MultipleNegativesRankingLoss) at training.matryoshka_dims.
+    # 4. The loss: MatryoshkaLoss(MultipleNegativesRankingLoss) at training.matryoshka_dims.
     loss = _build_loss(model, train_cfg, run.world)
 
-    # 4. Training arguments.
+    # 5. Training arguments.
     args = build_training_args(train_cfg, run.checkpoints_dir, run.device, primary, progress, run.world)
 
-    # 5. The validation evaluator (none with training.eval_strategy=no).
+    # 6. The validation evaluator (none with training.eval_strategy=no).
     evaluator = _validation_evaluator(run, train_cfg, model)
 
-    # 6. The trainer, with one progress line per logging step (pairs per step: global batch x accumulation).
+    # 7. The trainer, with one progress line per logging step (pairs per step: global batch x accumulation).
     trainer = GuardedTrainer(
         model=model,
         args=args,
@@ -442,7 +496,7 @@ def train(
     if progress:
         trainer.add_callback(LineProgress(primary, run.global_batch * train_cfg.gradient_accumulation_steps))
 
-    # 7. Train, from the last complete checkpoint when resuming.
+    # 8. Train, from the last complete checkpoint when resuming.
     t0 = time.perf_counter()
     with (
         _explained_failures(run, train_cfg),
@@ -452,16 +506,18 @@ def train(
         trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     seconds = time.perf_counter() - t0
 
-    # 8. Keep what the base model knew: mix its weights back in, the mix chosen on validation (rank 0).
+    # 9. Keep what the base model knew: mix its weights back in, the mix chosen on validation (rank 0).
     pairs_seen = int(distributed.sum_across_ranks(trainer.pairs_seen, run.device))  # the whole job's pairs
     distributed.barrier()
     mix = mix_with_base(trainer.model, base_state, evaluator, train_cfg, run.device)
 
-    # 9. Save the model (rank 0, once every rank finished) and train_result.json.
+    # 10. Save the model (rank 0, once every rank finished) and train_result.json.
     if distributed.is_main_process():
         with _quiet_progress_bars(run.quiet):
             _install_model(trainer.model, run.out_dir / MODEL_SUBDIR)
-    result = _train_result(run, model_cfg, train_cfg, trainer, seconds, pairs_seen, primary, input_settings, mix)
+    result = _train_result(
+        run, model_cfg, train_cfg, trainer, seconds, pairs_seen, primary, input_settings, mix, names_stage
+    )
     if distributed.is_main_process():
         write_json(result.to_dict(), run.out_dir / RESULT_FILE)
     return result

@@ -188,3 +188,34 @@ def test_pipeline_train_stage_also_runs_under_torchrun(tmp_path: Path, monkeypat
 def test_world_file_is_json(tmp_path: Path) -> None:
     dd.record_world_size(tmp_path, 3)
     assert json.loads((tmp_path / dd.WORLD_FILE).read_text()) == {"world_size": 3}
+
+
+def _broadcast_rank(rank: int, init_file: str, out_dir: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(rank)  # each rank starts from its own weights
+        model = torch.nn.Linear(3, 2)
+        dd.broadcast_weights(model)
+        torch.save(model.state_dict(), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_broadcast_weights_gives_every_rank_rank_0s_weights(tmp_path: Path) -> None:
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(_broadcast_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    rank0 = torch.nn.Linear(3, 2).state_dict()
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert all(torch.equal(got[k], rank0[k]) for k in rank0)
+    # outside a distributed run it changes nothing
+    model = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dd.broadcast_weights(model)
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
