@@ -10,8 +10,9 @@ tokens long (``training.name_max_seq_length``), so a round costs a fraction of a
 Each round takes one pair from every synonym class (the next one, cycling through the class's pairs) in
 shuffled order, cut into batches of ``training.name_batch_size``: no batch holds two names of one
 class, so no in-batch negative is a synonym. The learning rate warms up over the first tenth of the
-steps and follows a cosine to zero. The stage keeps no checkpoint of its own: it takes a minute on two
-cores, and a resumed run starts from a main-stage checkpoint, which holds it.
+steps and follows a cosine to zero. The stage keeps no checkpoint of its own (it takes a minute on two
+cores): a resumed run runs it again, the same seeded steps, since the base mix starts from its model;
+the main stage's checkpoint then replaces the weights it trained.
 """
 
 from __future__ import annotations

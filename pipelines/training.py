@@ -181,10 +181,9 @@ def _names_stage(model: SentenceTransformer, run: _Run, cfg: TrainingConfig, pro
 
     if cfg.name_rounds == 0:
         return None
+    # Resuming runs it too: the checkpoint holds the trained weights, but the base mix needs the stage's model.
     skipped = None
-    if run.resume_from:
-        skipped = "resumed: the checkpoint holds it"
-    elif (names := load_names(run.data_dir)) is None:
+    if (names := load_names(run.data_dir)) is None:
         skipped = f"the dataset has no {NAMES_FILE} (synthesized datasets have one)"
     elif names.empty:
         skipped = f"{NAMES_FILE} has no rows"

@@ -48,6 +48,7 @@ def test_learning_rate_warms_up_then_falls_to_zero() -> None:
 
 @pytest.mark.slow  # trains a model
 def test_the_names_stage_pulls_a_classs_names_together(bundled_model_path: str) -> None:
+    import torch
     from sentence_transformers import SentenceTransformer
 
     # made-up names the base model cannot know are synonyms
@@ -74,6 +75,13 @@ def test_the_names_stage_pulls_a_classs_names_together(bundled_model_path: str) 
     assert (result.steps, result.rounds, result.classes) == (10, 10, 4)
     assert result.last_loss < result.first_loss
     assert lines[-1].startswith("names stage: step 10/10")
+    # seeded: a resumed run repeats it to the same weights, the anchor of its base mix
+    again = SentenceTransformer(bundled_model_path, device="cpu")
+    train_names(
+        again, names, rounds=10, batch_size=4, max_seq_length=8, learning_rate=1e-4, dims=(384, 64), seed=0,
+        device="cpu",
+    )  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
 
 
 @pytest.mark.slow  # trains a model
