@@ -9,7 +9,6 @@ Usage: python infra/apply_automations.py [FILE.yaml ...]   (default: every file 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import urllib.error
@@ -22,12 +21,15 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
+API_RETRIES = 6
+"""A busy server's answers (429, 502, 503: e.g. a sqlite database locked for a moment while the server's
+own services write) are retried, with a growing pause (about 30 s in all), as Prefect's own client does."""
+
+
 def _call(api: str, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{api}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        raw = r.read()
-    return json.loads(raw) if raw else None
+    from pipelines import prefect_http
+
+    return prefect_http.call(api, method, path, body, timeout_s=30.0, retries=API_RETRIES)
 
 
 def apply(api: str, spec: dict[str, Any]) -> str:

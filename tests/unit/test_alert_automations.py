@@ -101,3 +101,38 @@ def test_the_webhook_block_keeps_the_url_secret(apply_mod, monkeypatch) -> None:
     request = block._build_request_args("PROMOTED v7", "recipe-embed: recipe-embed.candidate.promoted")
     assert request["url"] == "http://127.0.0.1:9/secret-hook"
     assert request["json"] == {"text": "PROMOTED v7", "subject": "recipe-embed: recipe-embed.candidate.promoted"}
+
+
+def test_a_busy_server_is_asked_again(monkeypatch) -> None:
+    """503 (a sqlite database locked for a moment) twice, then the answer: the bring-up goes on."""
+    import http.server
+    import threading
+
+    spec = importlib.util.spec_from_file_location("apply_automations_real", ROOT / "infra" / "apply_automations.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    seen: list[str] = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = (503, b"") if len(seen) < 3 else (200, b'[{"id": "a1", "name": "x"}]')
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = f"http://127.0.0.1:{server.server_port}/api"
+        assert mod._call(api, "POST", "/automations/filter", {"limit": 200}) == [{"id": "a1", "name": "x"}]
+        assert seen == ["/api/automations/filter"] * 3
+    finally:
+        server.shutdown()
