@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,26 +89,26 @@ def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
 def train_names(
     model: Any,
     names: pd.DataFrame,
+    loss_fn: Any,
     *,
     rounds: int,
     batch_size: int,
     max_seq_length: int,
     learning_rate: float,
-    dims: Sequence[int],
+    max_grad_norm: float,
     seed: int,
     device: str,
     autocast_dtype: Any = None,
     log_every: int = 10,
     log: Callable[[str], None] | None = None,
 ) -> NamesStageResult:
-    """Train ``model`` in place on ``names`` (see the module docstring); its ``max_seq_length`` is restored."""
+    """Train ``model`` in place on ``names`` with ``loss_fn`` (the main stage's loss, built on ``model``; see
+    the module docstring); its ``max_seq_length`` is restored."""
     import torch
-    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
     batches = round_batches(names, rounds, batch_size, seed)
     if not batches:
         raise TrainingError("names stage: no name pairs to train on")
-    loss_fn = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=list(dims))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     warmup = max(1, round(0.1 * len(batches)))
@@ -131,7 +131,7 @@ def train_names(
                     f"names stage diverged: loss is {value} at step {step + 1}; lower training.learning_rate"
                 )
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

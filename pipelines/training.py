@@ -201,11 +201,12 @@ def _names_stage(model: SentenceTransformer, run: _Run, cfg: TrainingConfig, pro
         result = train_names(
             model,
             names,
+            _build_loss(model, cfg),  # one rank's own batches: every rank runs the whole stage, nothing gathered
             rounds=cfg.name_rounds,
             batch_size=cfg.name_batch_size,
             max_seq_length=cfg.name_max_seq_length,
             learning_rate=cfg.learning_rate,
-            dims=cfg.matryoshka_dims,
+            max_grad_norm=cfg.max_grad_norm,
             seed=cfg.seed,
             device=run.device,
             autocast_dtype=torch.bfloat16 if bf16 else None,

@@ -19,6 +19,13 @@ def _names(sizes: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["anchor", "positive", "group_id"])
 
 
+def _loss(model: object) -> object:
+    """The main stage's loss (MatryoshkaLoss(MNRL)) at two dims, as training builds it."""
+    from pipelines.training import _build_loss
+
+    return _build_loss(model, TrainingConfig(matryoshka_dims=(384, 64)))
+
+
 def test_each_round_takes_one_pair_of_every_class_and_no_batch_two_of_one_class() -> None:
     names = _names([1, 2, 3, 5, 1, 4, 2, 2, 3, 1])
     rounds, batch = 5, 4
@@ -67,8 +74,8 @@ def test_the_names_stage_pulls_a_classs_names_together(bundled_model_path: str) 
     before = margin()
     lines: list[str] = []
     result = train_names(
-        model, names, rounds=10, batch_size=4, max_seq_length=8, learning_rate=1e-4,
-        dims=(384, 64), seed=0, device="cpu", log_every=5, log=lines.append,
+        model, names, _loss(model), rounds=10, batch_size=4, max_seq_length=8, learning_rate=1e-4,
+        max_grad_norm=1.0, seed=0, device="cpu", log_every=5, log=lines.append,
     )  # fmt: skip
     assert margin() > before + 0.2
     assert model.max_seq_length == 64 and not model.training
@@ -78,8 +85,8 @@ def test_the_names_stage_pulls_a_classs_names_together(bundled_model_path: str) 
     # seeded: a resumed run repeats it to the same weights, the anchor of its base mix
     again = SentenceTransformer(bundled_model_path, device="cpu")
     train_names(
-        again, names, rounds=10, batch_size=4, max_seq_length=8, learning_rate=1e-4, dims=(384, 64), seed=0,
-        device="cpu",
+        again, names, _loss(again), rounds=10, batch_size=4, max_seq_length=8, learning_rate=1e-4,
+        max_grad_norm=1.0, seed=0, device="cpu",
     )  # fmt: skip
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
 
