@@ -127,6 +127,13 @@ class SynthesisConfig(_Frozen):
         description="Ingredients of the other_catalog eval slice: a question for every pair of them, asked of a "
         "catalog that names each by an alternate name, so each answer has 2 x (n - 2) near-twins (0: no slice).",
     )
+    card_dish_probability: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Chance that a recipe-card question names its dish ('gazpacho', 'vegan pad thai with tofu'), "
+        "as people search by dish; every recipe of that dish meeting the rest is correct.",
+    )
     human_eval: bool = Field(True, description="Add the hand-written `human` questions to eval (never to training).")
     unseen_ingredient_fraction: float = Field(
         0.12, ge=0, lt=1, description="Share of aliased ingredients whose every alternate name is eval-only."

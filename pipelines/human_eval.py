@@ -29,6 +29,7 @@ import pandas as pd
 
 from pipelines.errors import InputError
 from pipelines.io import read_jsonl_records
+from pipelines.synthesis.recipe_card import dish_of
 
 QUESTIONS_FILE = "human_questions.jsonl"
 JUDGED_FILE = "human_eval.jsonl"
@@ -110,11 +111,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "tortillas": ("corn tortillas", "flour tortillas"),
 }
 """Everyday words for a family of catalog ingredients (``@name`` in a question's constraints)."""
-
-
-def dish_of(name: str) -> str:
-    """``"Aarav's Pad Thai"`` -> ``"Pad Thai"`` (the bundled catalog names each recipe after its cook)."""
-    return name.split("'s ", 1)[1] if "'s " in name else name
 
 
 def _data_path(name: str) -> Path:

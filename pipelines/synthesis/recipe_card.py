@@ -26,9 +26,19 @@ class Need:
     tag: str | None
     minutes: int | None
     meal: str
+    dish: str | None = None
+    """The dish asked for by name ("gazpacho", "pad thai with shrimp"); every recipe of that dish meets it."""
 
 
-def card_need(idx: CatalogIndex, i: int, rng: np.random.Generator) -> Need:
+def dish_of(name: str) -> str:
+    """``"Aarav's Pad Thai"`` -> ``"Pad Thai"`` (the bundled catalog names each recipe after its cook)."""
+    return name.split("'s ", 1)[1] if "'s " in name else name
+
+
+def card_need(idx: CatalogIndex, i: int, rng: np.random.Generator, dish_probability: float = 0.0) -> Need:
+    """The need a recipe-card question describes, drawn for recipe ``i``. With ``dish_probability`` it names
+    the recipe's dish, as people type a dish into a search box: the dish alone or with one of its ingredients,
+    a diet or a time (never a cuisine: the dish says it); the other draws are the same either way."""
     data = wording_data()
     n_recipes = len(idx.names)
     core = [x for x in idx.ingredient_lists[i][:4] if len(idx.by_ingredient[x]) <= max(3, n_recipes // 20)]
@@ -42,7 +52,10 @@ def card_need(idx: CatalogIndex, i: int, rng: np.random.Generator) -> Need:
     k = min(len(core), 2 if not (tag or cuisine or minutes) else int(rng.integers(1, 3)))
     ings = tuple(core[j] for j in sorted(rng.choice(len(core), size=k, replace=False)))
     meals = data["card_meals"]
-    return Need(i, ings, cuisine, tag, minutes, meals[int(rng.integers(len(meals)))])
+    meal = meals[int(rng.integers(len(meals)))]
+    if dish_probability and rng.random() < dish_probability:
+        return Need(i, ings[: int(rng.integers(0, 2))], None, tag, minutes, meal, dish_of(idx.names[i]))
+    return Need(i, ings, cuisine, tag, minutes, meal)
 
 
 def correct_recipes(idx: CatalogIndex, need: Need) -> list[int]:
@@ -58,12 +71,21 @@ def correct_recipes(idx: CatalogIndex, need: Need) -> list[int]:
         mask &= idx.has_tag[need.tag]
     if need.minutes:
         mask &= idx.times <= need.minutes
+    if need.dish:
+        mask &= np.array([dish_of(n) == need.dish for n in idx.names], dtype=bool)
     return [int(j) for j in np.flatnonzero(mask)]
 
 
 def need_phrase(idx: CatalogIndex, need: Need, say: Say) -> str:
     data = wording_data()
     ings = " and ".join(say(x, idx.aliases.get(x)) for x in need.ingredients)
+    if need.dish:
+        tag = say(need.tag, idx.diets.get(need.tag)) if need.tag else None
+        phrase = " ".join(w for w in (tag, need.dish.lower()) if w) + (f" with {ings}" if ings else "")
+        if need.minutes:
+            t = say(f"{need.minutes} minutes", idx.time_names.get(need.minutes))
+            phrase += say.pick((" ready in {t}", " in under {t}")).format(t=t)
+        return phrase
     if not (need.cuisine or need.tag or need.minutes):
         phrases = data["card_ingredient_phrases"]
         return f"{need.meal} " + say.pick(phrases).format(ings=ings)
