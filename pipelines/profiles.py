@@ -33,7 +33,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         # alias-definition pairs. Then the glossary: alias-definition pairs both ways and beyond the catalog's
         # ingredients, 0.3 x n_train of them (validation mean map@100 over dims after the base mix: 0.9519
         # against 0.9495 with 0.15 catalog-only pairs; the same validation rows). Unmeasured at the card's scale,
-        # so `default` keeps them off. `everyday_names` stays off: no gain on validation.
+        # so `default` keeps them off. `everyday_names` stays off: no gain on validation. So does
+        # `card_dish_probability` (recipe-card questions by dish: human's dish questions 0.60 -> 0.79, validation
+        # -0.005 and unseen_ingredient / unseen_wording -0.01 to -0.02 in every run; pipelines/data/HUMAN_EVAL.md).
         "synthesis": {
             "n_train": 2_000,
             "n_eval": 500,
