@@ -114,13 +114,19 @@ class Stack:
                 break
             time.sleep(0.5 * 2**attempt)
         r.raise_for_status()
-        return r.json()
+        return r.json() if r.content else None  # PUT / PATCH answer 204, no body
 
     def get(self, path: str) -> Any:
         return self._request("GET", path)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self._request("POST", path, body)
+
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        return self._request("PUT", path, body)
+
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self._request("PATCH", path, body)
 
     def run_deployment(self, name: str, parameters: dict[str, Any], job_variables: dict[str, Any] | None = None) -> str:
         dep = self.get(f"/deployments/name/{name}")

@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.integration.prefect.test_deployments import ENDED, _cancel, _client, _flow_run_pids
@@ -51,7 +50,7 @@ def _without_crash_automation(stack) -> Iterator[None]:  # type: ignore[no-untyp
 
     def enable(on: bool) -> None:
         for a in autos:
-            httpx.patch(f"{stack.api}/automations/{a['id']}", json={"enabled": on}, timeout=30).raise_for_status()
+            stack.patch(f"/automations/{a['id']}", {"enabled": on})
 
     enable(False)
     try:
