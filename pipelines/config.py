@@ -135,6 +135,11 @@ class SynthesisConfig(_Frozen):
         "as people search by dish; every recipe of that dish meeting the rest is correct.",
     )
     human_eval: bool = Field(True, description="Add the hand-written `human` questions to eval (never to training).")
+    human_dev: bool = Field(
+        True,
+        description="Add the hand-written `human_dev` questions (pipelines/data/dev_questions.jsonl) to validation, "
+        "where settings are chosen: the checkpoint kept, the base mix, the levers. Never to training or eval.",
+    )
     unseen_ingredient_fraction: float = Field(
         0.12, ge=0, lt=1, description="Share of aliased ingredients whose every alternate name is eval-only."
     )

@@ -35,6 +35,7 @@ from pipelines.schemas import (
     EvalFileSchema,
     NamesFileSchema,
     TrainFileSchema,
+    ValidationFileSchema,
     leaked_keys,
     normalize_text,
 )
@@ -42,6 +43,7 @@ from pipelines.synthesis import (
     ALIAS_INTENT,
     ANSWER_COLUMNS,
     EXTRA_EVAL_SLICES,
+    VALIDATION_SLICE,
     is_correct_answer,
     name_pairs,
     relevant_cards,
@@ -100,17 +102,20 @@ def build_dataset(cfg: PipelineConfig, out_dir: Path, progress: Progress = None)
     cells = pd.MultiIndex.from_arrays([accepted["split"], accepted["intent"]])
     wanted = per_cell.reindex(cells).fillna(0).to_numpy(dtype=np.int64)
     keep = cell < wanted if len(accepted) else np.zeros(0, dtype=bool)
-    # Written in full, outside the per-intent targets: the extra eval slices and the alias pairs.
-    keep |= (accepted["slice"].isin(EXTRA_EVAL_SLICES) | (accepted["intent"] == ALIAS_INTENT)).to_numpy()
+    # Written in full, outside the per-intent targets: the extra eval slices, the hand-written validation
+    # questions and the alias pairs.
+    full = [*EXTRA_EVAL_SLICES, VALIDATION_SLICE]
+    keep |= (accepted["slice"].isin(full) | (accepted["intent"] == ALIAS_INTENT)).to_numpy()
     surplus = int((~keep).sum())
     kept = accepted[keep].reset_index(drop=True)
-    ev = (kept["split"] == "eval").to_numpy()
     relevant: list[list[str] | None] = [None] * len(kept)
-    if ev.any():
-        part = kept[ev]
-        cols = (part[c].tolist() for c in ("intent", "positive", *ANSWER_COLUMNS))
-        for row, texts in zip(np.flatnonzero(ev), relevant_cards(*cols), strict=True):
-            relevant[row] = texts
+    for split in ("validation", "eval"):  # each split's recipe cards are judged among that split's cards
+        rows = np.flatnonzero((kept["split"] == split).to_numpy())
+        if len(rows):
+            part = kept.iloc[rows]
+            cols = (part[c].tolist() for c in ("intent", "positive", *ANSWER_COLUMNS))
+            for row, texts in zip(rows, relevant_cards(*cols), strict=True):
+                relevant[row] = texts
     kept["relevant"] = pd.Series(relevant, index=kept.index, dtype=object)
 
     shortfalls = []
@@ -439,7 +444,8 @@ def timing_line(manifest: dict[str, Any]) -> str:
 
 def check_split_file(part: pd.DataFrame, split: str) -> None:
     """The written-file contract (:class:`TrainFileSchema` / :class:`EvalFileSchema`); DataQualityError."""
-    _check_contract(EvalFileSchema if split == "eval" else TrainFileSchema, part, split)
+    schema = {"eval": EvalFileSchema, "validation": ValidationFileSchema}.get(split, TrainFileSchema)
+    _check_contract(schema, part, split)
 
 
 def check_names_file(names: pd.DataFrame) -> None:
@@ -459,11 +465,13 @@ def _check_contract(schema: Any, frame: pd.DataFrame, what: str) -> None:
 
 
 def split_columns(split: str, available: Any) -> list[str]:
-    """The written columns of a split: ``anchor, positive[, negative], intent, group_id`` (+ ``slice`` in eval)."""
+    """The written columns of a split: ``anchor, positive[, negative], intent, group_id`` (+ ``slice`` and
+    ``relevant`` in validation and eval)."""
     have = set(available)
     if split == "eval":
         return [*PAIR_COLUMNS, *(c for c in ("slice", "relevant") if c in have)]
-    return ["anchor", "positive", *(["negative"] if "negative" in have else []), "intent", "group_id"]
+    cols = ["anchor", "positive", *(["negative"] if "negative" in have else []), "intent", "group_id"]
+    return cols + [c for c in ("slice", "relevant") if c in have] if split == "validation" else cols
 
 
 def leakage_report(accepted: pd.DataFrame) -> dict[str, int]:

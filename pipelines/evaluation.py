@@ -36,8 +36,11 @@ from pipelines.metrics import (
     NDCG_AT_K,
     PRECISION_RECALL_AT_K,
     PRIMARY,
+    SELECTION,
     Scores,
+    group_prefix,
     metric_key,
+    parse_key,
     size_key,
 )
 
@@ -383,6 +386,37 @@ def score_ir(
             float32_ap=per_query_ap,
         )
     return Scores({**results, **grouped}, per_query_ap, serving=grid)
+
+
+IRData = tuple[Mapping[str, str], Mapping[str, str], Mapping[str, set[str]]]
+"""``(queries, corpus, relevant)`` as :func:`build_ir_data` returns them."""
+
+
+def score_validation(
+    model: Any, ir: IRData, dims: Sequence[int], batch_size: int, slices: Mapping[str, np.ndarray] | None = None
+) -> dict[str, float]:
+    """Validation metrics of ``model`` on ``ir`` at each of ``dims``: :func:`evaluate_ir`'s, and with two or
+    more ``slices`` (``{name: bool mask over queries}``) the same per slice plus
+    :data:`~pipelines.metrics.SELECTION` (map@100 averaged over the slices) at each dim, from one encode pass."""
+    groups = {("slice", name): mask for name, mask in (slices or {}).items()} if len(slices or {}) > 1 else None
+    metrics = dict(score_ir(model, *ir, dims, batch_size, groups=groups).metrics)
+    if groups:
+        for d in dims:
+            found = [
+                (key.removeprefix(group_prefix(*parsed[:2])), value)  # the similarity as the model names it
+                for key, value in metrics.items()
+                if (parsed := parse_key(key)) and parsed[0] == "slice" and parsed[2] == d and parsed[3] == PRIMARY
+            ]
+            whole = {key for key, _ in found}
+            if len(found) != len(groups) or len(whole) != 1:
+                raise EvaluationError(f"validation: expected map@100 of {len(groups)} slices at dim {d}")
+            metrics[whole.pop().removesuffix(PRIMARY) + SELECTION] = float(np.mean([v for _, v in found]))
+    return metrics
+
+
+def validation_slices(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``{slice: mask}`` of a validation split's rows (``{}`` when it has no ``slice`` column)."""
+    return {group: mask for (kind, group), mask in eval_groups(pairs).items() if kind == "slice"}
 
 
 def eval_groups(pairs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:

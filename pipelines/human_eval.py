@@ -33,6 +33,9 @@ from pipelines.synthesis.recipe_card import dish_of
 
 QUESTIONS_FILE = "human_questions.jsonl"
 JUDGED_FILE = "human_eval.jsonl"
+DEV_QUESTIONS_FILE = "dev_questions.jsonl"
+"""Hand-written questions of the same kind, written apart from ``human``: the ``human_dev`` validation
+slice, on which settings are chosen (``human`` never chooses anything)."""
 KEYS = frozenset({"q", "ing", "any_of", "not", "cui", "tags", "max", "min", "dish"})
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -120,6 +123,11 @@ def _data_path(name: str) -> Path:
 def load_questions(path: Path | None = None) -> list[dict[str, Any]]:
     """The hand-written questions with their constraints."""
     return read_jsonl_records(path or _data_path(QUESTIONS_FILE))
+
+
+def load_dev_questions(path: Path | None = None) -> list[dict[str, Any]]:
+    """The hand-written validation questions (``human_dev``) with their constraints."""
+    return read_jsonl_records(path or _data_path(DEV_QUESTIONS_FILE))
 
 
 def _expand(spec: str, known: set[str], where: str) -> set[str]:

@@ -8,7 +8,8 @@ table). A weighted average of the fine-tuned and the base weights, ``alpha * tun
 
 ``training.base_interpolation`` lists the ``alpha`` values tried after training (1 = the fine-tuned
 model, 0 = the base model; empty = keep the fine-tuned model). Each is scored on the validation split
-(mean map@100 over the Matryoshka dims); :func:`choose_alpha` takes the smallest ``alpha`` whose score
+(mean map@100 over the Matryoshka dims; averaged over validation's slices where it has them, so the
+hand-written ``human_dev`` questions weigh as much as the synthesized ones); :func:`choose_alpha` takes the smallest ``alpha`` whose score
 is within ``training.base_interpolation_tolerance`` of the best: the validation split is small and
 drawn from the training distribution, and among mixes it cannot tell apart, the one nearer the base
 model keeps more of what the base knew. Eval never takes part in the choice.
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.metrics import PRIMARY, dim_prefix
+from pipelines.metrics import PRIMARY, SELECTION, parse_key
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,13 @@ class Interpolation:
 
 
 def mean_primary(metrics: Mapping[str, float], dims: Sequence[int]) -> float:
-    """The mean of ``map@100`` over ``dims`` in evaluator metrics (``dim_384_cosine_map@100``, ...)."""
-    values = [float(v) for d in dims for k, v in metrics.items() if k.startswith(dim_prefix(d)) and k.endswith(PRIMARY)]
+    """The mean over ``dims`` of validation's score in evaluator metrics: :data:`~pipelines.metrics.SELECTION`
+    (map@100 averaged over validation's slices) where the metrics have it, else ``map@100``."""
+    whole = [(parsed, float(v)) for k, v in metrics.items() if (parsed := parse_key(k)) and parsed[0] is None]
+    name = SELECTION if any(p[3] == SELECTION for p, _ in whole) else PRIMARY
+    values = [v for d in dims for p, v in whole if p[2] == d and p[3] == name]
     if len(values) != len(dims):
-        raise ValueError(f"expected one map@100 per dim {list(dims)}, found {len(values)} in the metrics")
+        raise ValueError(f"expected one {name} per dim {list(dims)}, found {len(values)} in the metrics")
     return sum(values) / len(values)
 
 
@@ -112,16 +116,16 @@ def mix_with_base(
     prefers (``cfg``: the training config); None when there is nothing to mix."""
     if base_state is None or evaluator is None:
         return None
-    from pipelines import evaluation
     from pipelines.attention import attention_context
 
-    def score(m: Any) -> dict[str, float]:  # not evaluator(m): its clock counts as training time
-        ev = evaluator
-        return evaluation.evaluate_ir(m, ev.queries, ev.corpus, ev.relevant, cfg.matryoshka_dims, ev.batch_size)
-
-    with attention_context(cfg.attention_backend, device):
+    with attention_context(cfg.attention_backend, device):  # evaluator.score: not counted as training time
         mix = interpolate_toward_base(
-            model, base_state, score, cfg.matryoshka_dims, cfg.base_interpolation, cfg.base_interpolation_tolerance
+            model,
+            base_state,
+            evaluator.score,
+            cfg.matryoshka_dims,
+            cfg.base_interpolation,
+            cfg.base_interpolation_tolerance,
         )
     tried = ", ".join(f"{a:g}: {s:.4f}" for a, s in sorted(mix.scores.items()))
     print(f"base interpolation: alpha {mix.alpha:g} (validation mean map@100 by alpha: {tried})", flush=True)

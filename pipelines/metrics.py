@@ -43,6 +43,11 @@ SIMILARITY = "cosine"
 PRIMARY = "map@100"
 """The metric promotion decides on (per query: average precision within the top 100)."""
 
+SELECTION = "slice_mean_map@100"
+"""Validation's score when it has slices (the synthesized questions and the hand-written ``human_dev``): map@100
+averaged over its slices, so each weighs the same whatever its size. The checkpoint kept and the base mix are
+chosen on it (``dim_384_cosine_slice_mean_map@100``); without slices they are chosen on map@100."""
+
 SATURATION = 0.995
 """A champion at or above this primary metric on the eval leaves no room to tell models apart."""
 
@@ -95,6 +100,12 @@ def size_key(kind: str, group: str) -> str:
 def primary_metric_key(dims: Sequence[int], similarity: str = SIMILARITY) -> str:
     """The metric checkpoint selection maximizes: map@100 at the largest dim."""
     return metric_key(max(dims), PRIMARY, similarity=similarity)
+
+
+def selection_key(dims: Sequence[int], similarity: str = SIMILARITY, sliced: bool = False) -> str:
+    """The validation metric the checkpoint is chosen on: :data:`SELECTION` at the largest dim when the
+    validation split has slices (``sliced``), else :func:`primary_metric_key`."""
+    return metric_key(max(dims), SELECTION, similarity=similarity) if sliced else primary_metric_key(dims, similarity)
 
 
 def mlflow_key(key: str) -> str:
@@ -188,8 +199,8 @@ OTHER_MODEL_METRICS = ("map@100", "ndcg@10")
 """The base model's and the re-scored champion's metrics logged as metrics: these per dim on the whole eval,
 and at the primary dim per slice."""
 
-VALIDATION_METRICS = ("map@100",)
-"""Validation (checkpoint selection) metrics logged per dim; the rest is in the full table."""
+VALIDATION_METRICS = ("map@100", SELECTION)
+"""Validation (checkpoint selection) metrics logged per dim, map@100 per slice too; the rest is in the full table."""
 
 MAX_METRIC_KEYS = 250
 """The most metric keys one run may have, so Compare and the charts stay readable."""
@@ -202,14 +213,14 @@ def is_headline(key: str, primary_dim: int, model: str = "candidate") -> bool:
     - candidate: every metric at every dim on the whole eval; per slice and intent
       :data:`GROUP_METRICS_PRIMARY_DIM` at the primary dim and :data:`GROUP_METRICS_EVERY_DIM` at every dim;
     - base and champion: :data:`OTHER_MODEL_METRICS` per dim on the whole eval and at the primary dim per slice;
-    - validation: :data:`VALIDATION_METRICS` per dim on the whole eval.
+    - validation: :data:`VALIDATION_METRICS` per dim on the whole split, and map@100 per dim per slice.
     """
     parsed = parse_key(key)
     if parsed is None:
         return False
     kind, _group, dim, name = parsed
     if model == "validation":
-        return kind is None and _plain(name, VALIDATION_METRICS)
+        return _plain(name, VALIDATION_METRICS) if kind is None else kind == "slice" and name == PRIMARY
     if model == "candidate":
         if kind is None:
             return True

@@ -80,6 +80,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "validation_fraction": 0.1,
             "hard_negatives": False,
             "human_eval": False,
+            "human_dev": False,
             "unseen_ingredient_fraction": 0.0,
             "other_catalog": 0,
         },

@@ -228,6 +228,22 @@ class TrainFileSchema(pa.DataFrameModel):
         return normalize_text(df["negative"]) != normalize_text(df["positive"])
 
 
+class ValidationFileSchema(TrainFileSchema):
+    """A written validation file: a train file's columns, then ``slice`` (``human_dev`` for the hand-written
+    questions) and ``relevant`` (every answer text correct for the question; empty: the positive only)."""
+
+    slice: Series[Any] | None = pa.Field(nullable=False)
+    relevant: Series[Any] | None = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        ordered = True
+
+    @pa.check("slice", name="blank")
+    def _slice_text(cls, s: pd.Series) -> pd.Series:
+        return _nonblank_text(s)
+
+
 class EvalFileSchema(pa.DataFrameModel):
     """A written eval file: ``anchor, positive, intent, group_id[, slice]`` (slice: see ``SLICES``)."""
 

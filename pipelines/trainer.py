@@ -39,7 +39,7 @@ from pipelines import distributed, evaluation
 from pipelines.checkpoints import CHECKPOINT_PREFIX, checkpoint_step
 from pipelines.clocks import LoopClock, StepClocks
 from pipelines.errors import InputError, RecipeEmbedError, TrainingError, write_failure
-from pipelines.metrics import primary_metric_key
+from pipelines.metrics import selection_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,9 +54,10 @@ class ValidationIREvaluator(BaseEvaluator):  # type: ignore[misc]
     def __init__(self, pairs: pd.DataFrame, dims: Sequence[int], batch_size: int, similarity: str) -> None:
         super().__init__()
         self.queries, self.corpus, self.relevant = evaluation.build_ir_data(pairs)
+        self.slices = evaluation.validation_slices(pairs)
         self.dims = list(dims)
         self.batch_size = batch_size
-        self.primary_metric = primary_metric_key(dims, similarity)
+        self.primary_metric = selection_key(dims, similarity, sliced=len(self.slices) > 1)
         self.greater_is_better = True
         self.seconds = 0.0
 
@@ -64,9 +65,15 @@ class ValidationIREvaluator(BaseEvaluator):  # type: ignore[misc]
         self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
         t0 = time.perf_counter()
-        metrics = evaluation.evaluate_ir(model, self.queries, self.corpus, self.relevant, self.dims, self.batch_size)
+        metrics = self.score(model)
         self.seconds += time.perf_counter() - t0
         return metrics
+
+    def score(self, model: Any) -> dict[str, float]:
+        """The validation metrics of ``model`` (per slice and :data:`~pipelines.metrics.SELECTION` too when
+        the split has slices), without counting the time."""
+        ir = (self.queries, self.corpus, self.relevant)
+        return evaluation.score_validation(model, ir, self.dims, self.batch_size, self.slices)
 
 
 class NanGuard(TrainerCallback):  # type: ignore[misc]

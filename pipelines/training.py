@@ -38,7 +38,7 @@ from pipelines.errors import (
 )
 from pipelines.interpolation import Interpolation, base_weights, mix_with_base
 from pipelines.io import read_json_object, write_json
-from pipelines.metrics import dim_prefix, primary_metric_key
+from pipelines.metrics import dim_prefix, parse_key, primary_metric_key
 
 if TYPE_CHECKING:
     import datasets
@@ -93,7 +93,9 @@ def load_train_result(out_dir: Path) -> dict[str, Any]:
 
 
 def load_split(data_dir: Path, split: str) -> pd.DataFrame:
-    """``anchor``, ``positive`` and, when the split has one, ``negative`` of ``data_dir/<split>.parquet``.
+    """``anchor``, ``positive`` and, when the split has one, ``negative`` of ``data_dir/<split>.parquet``;
+    validation keeps its ``slice`` and ``relevant`` columns too (a hand-written ``human_dev`` question has every
+    correct recipe card; the checkpoint and the base mix are chosen on the mean over slices).
 
     Other columns are dropped. With ``negative`` the loss sees (anchor, positive, negative) triplets.
     """
@@ -106,7 +108,12 @@ def load_split(data_dir: Path, split: str) -> pd.DataFrame:
     if len(df) == 0:
         raise InputError(f"{path}: no rows")
     cols = ["anchor", "positive", *(["negative"] if "negative" in df.columns else [])]
-    return df[cols].astype(str).reset_index(drop=True)
+    out = df[cols].astype(str).reset_index(drop=True)
+    if split == "validation":
+        for col in ("slice", "relevant"):
+            if col in df.columns:
+                out[col] = df[col].reset_index(drop=True)
+    return out
 
 
 # --- model, loss and input ----------------------------------------------------------------------
@@ -353,7 +360,11 @@ def _best_validation_metrics(
     if not evals:
         return {}
     chosen = next((e for e in evals if best_step is not None and e.get("step") == best_step), evals[-1])
-    return {k.removeprefix("eval_"): float(v) for k, v in chosen.items() if k.startswith(prefixes)}
+    return {
+        k.removeprefix("eval_"): float(v)
+        for k, v in chosen.items()
+        if (parsed := parse_key(k.removeprefix("eval_"))) and parsed[2] in dims
+    }
 
 
 def _install_model(model: SentenceTransformer, target: Path) -> Path:
@@ -463,7 +474,6 @@ def train(
     # 1. Load the base model, after the checks that need none (data, checkpoints, device, ranks).
     run = _start_run(data_dir, out_dir, train_cfg, resume, progress)
     model = _base_model(model_cfg, train_cfg, run)
-    primary = primary_metric_key(train_cfg.matryoshka_dims, model.similarity_fn_name)
 
     # 2. The names stage (training.name_rounds): an ingredient's names are one thing. The base mix of
     #    step 9 starts from here, so it keeps the names and mixes back only what the questions wore away.
@@ -476,11 +486,14 @@ def train(
     # 4. The loss: MatryoshkaLoss(MultipleNegativesRankingLoss) at training.matryoshka_dims.
     loss = _build_loss(model, train_cfg, run.world)
 
-    # 5. Training arguments.
-    args = build_training_args(train_cfg, run.checkpoints_dir, run.device, primary, progress, run.world)
-
-    # 6. The validation evaluator (none with training.eval_strategy=no).
+    # 5. The validation evaluator (none with training.eval_strategy=no) and the metric the checkpoint is
+    #    chosen on: map@100 at the largest dim, averaged over validation's slices where it has them.
     evaluator = _validation_evaluator(run, train_cfg, model)
+    sim = model.similarity_fn_name
+    primary = str(evaluator.primary_metric) if evaluator else primary_metric_key(train_cfg.matryoshka_dims, sim)
+
+    # 6. Training arguments.
+    args = build_training_args(train_cfg, run.checkpoints_dir, run.device, primary, progress, run.world)
 
     # 7. The trainer, with one progress line per logging step (pairs per step: global batch x accumulation).
     trainer = GuardedTrainer(

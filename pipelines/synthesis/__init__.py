@@ -38,7 +38,9 @@ hand-written questions of ``pipelines/data/human_questions.jsonl``, judged again
 each by an alternate name of ours: "No recipes found with these aubergine and scallions!" for "eggplant
 and spring onion ideas"; each answer has near-twins that share an ingredient). The last three are written
 in full, beside the ``n_eval`` targeted pairs; the answers of the first two are recipe cards, and the card
-of every correct recipe joins the eval corpus (see :func:`relevant_cards`).
+of every correct recipe joins the eval corpus (see :func:`relevant_cards`). Validation rows carry a slice
+too: ``seen_wording``, and ``human_dev`` (the hand-written questions of ``pipelines/data/dev_questions.jsonl``,
+written apart from ``human``, judged and written in full the same way; settings are chosen on them).
 
 Names run both ways (all train/validation only): ``answer_alias_probability`` renames ingredients in
 answers too, ``name_variants`` adds plural/singular and short forms as alternate names, and
@@ -61,7 +63,7 @@ slices, correctness) and :mod:`.pairs` (:func:`synthesize`).
 from pipelines.metrics import SLICES
 from pipelines.synthesis.names import bundled_aliases, name_variants
 from pipelines.synthesis.pairs import ALIAS_INTENT, ANSWER_COLUMNS, COLUMNS, name_pairs, synthesize
-from pipelines.synthesis.slices import EXTRA_EVAL_SLICES, is_correct_answer, relevant_cards
+from pipelines.synthesis.slices import EXTRA_EVAL_SLICES, VALIDATION_SLICE, is_correct_answer, relevant_cards
 from pipelines.synthesis.splits import margin_for, split_targets
 from pipelines.synthesis.wordings import INTENTS, REGISTERS, templates
 
@@ -73,6 +75,7 @@ __all__ = [
     "INTENTS",
     "REGISTERS",
     "SLICES",
+    "VALIDATION_SLICE",
     "bundled_aliases",
     "is_correct_answer",
     "margin_for",

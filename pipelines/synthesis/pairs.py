@@ -16,7 +16,13 @@ from pipelines.synthesis.catalog_index import CatalogIndex, build_index
 from pipelines.synthesis.names import Say, glossary_pairs, heldout_forms, replace_name
 from pipelines.synthesis.recipe_card import Need, card_need, correct_recipes
 from pipelines.synthesis.render import answer_for, group_id_for, question_for
-from pipelines.synthesis.slices import human_rows, other_catalog_rows, unseen_ingredient_rows
+from pipelines.synthesis.slices import (
+    HAND_SLICES,
+    VALIDATION_SLICE,
+    human_rows,
+    other_catalog_rows,
+    unseen_ingredient_rows,
+)
 from pipelines.synthesis.splits import FAMILY, assign_groups, family_universe, margin_for, pair_universe, split_targets
 from pipelines.synthesis.wordings import INTENTS, templates, wordings
 
@@ -98,6 +104,10 @@ def synthesize(
         extra += unseen_ingredient_rows(idx, cfg, np.random.default_rng([seed, 7]), answer_budget_chars)
         if cfg.human_eval:
             extra += human_rows(catalog, idx, answer_budget_chars)
+    if cfg.human_dev and any(need["validation"].values()):
+        if progress:
+            progress("adding the human_dev validation slice")
+        frames[("validation", "extra")] = human_rows(catalog, idx, answer_budget_chars, VALIDATION_SLICE)
 
     parts = []
     for split in SPLITS:
@@ -114,14 +124,15 @@ def synthesize(
 
 
 def _without_human_questions(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Synthesized rows that ask a hand-written ``human`` question (normalized: "bibimbap") are dropped:
-    in train it would leak into eval, and in eval the validator would keep the first of the two rows and
-    drop the human one. The spares fill their place."""
-    human = pairs["slice"] == "human"
-    if not human.any():
+    """Synthesized rows that ask a hand-written question (``human`` or ``human_dev``, normalized:
+    "bibimbap") are dropped: in train it would leak into validation or eval, and in validation or eval the
+    validator would keep the first of the two rows and drop the hand-written one. The spares fill their
+    place."""
+    hand = pairs["slice"].isin(HAND_SLICES)
+    if not hand.any():
         return pairs
     keys = normalize_text(pairs["anchor"])
-    clash = ~human & keys.isin(set(keys[human]))
+    clash = ~hand & keys.isin(set(keys[hand]))
     return pairs[~clash].reset_index(drop=True) if clash.any() else pairs
 
 

@@ -1,10 +1,12 @@
-"""The extra eval slices (``unseen_ingredient``, ``human``), the recipe cards relevant to each eval row,
+"""The extra eval slices (``unseen_ingredient``, ``human``, ``other_catalog``), the hand-written validation slice
+(``human_dev``), the recipe cards relevant to each row of a question with many answers,
 and which answers are correct for a question."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,13 +15,17 @@ import pandas as pd
 from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
 from pipelines.synthesis.catalog_index import CatalogIndex
-from pipelines.synthesis.names import Say, name_variants, replace_name
+from pipelines.synthesis.names import Say, heldout_forms, name_variants, replace_name
 from pipelines.synthesis.recipe_card import card_answer, fix_articles
 from pipelines.synthesis.render import answer_for, group_id_for
 from pipelines.synthesis.wordings import templates, wording_data, wordings
 
 EXTRA_EVAL_SLICES = ("unseen_ingredient", "human", "other_catalog")
 """Eval slices outside the per-intent targets: written in full, after every targeted eval row."""
+VALIDATION_SLICE = "human_dev"
+"""The hand-written validation questions: written in full into the validation split."""
+HAND_SLICES = ("human", VALIDATION_SLICE)
+"""The slices of hand-written questions; no synthesized row asks one of their questions."""
 
 
 def unseen_ingredient_rows(
@@ -97,20 +103,45 @@ def _other_names(idx: CatalogIndex, ing: str) -> list[str]:
     return [n for n in (*names.seen, *names.unseen) if n not in forms] if names else []
 
 
-def human_rows(catalog: pd.DataFrame, idx: CatalogIndex, budget: int) -> list[tuple[Any, ...]]:
-    """The hand-written questions (``pipelines/data/human_questions.jsonl``) judged against this catalog;
-    a question the catalog cannot judge (a name it lacks, no recipe meets it) is left out."""
-    from pipelines.human_eval import judge, load_questions
+def human_rows(
+    catalog: pd.DataFrame, idx: CatalogIndex, budget: int, slice_name: str = "human"
+) -> list[tuple[Any, ...]]:
+    """The hand-written questions judged against this catalog: ``human`` (eval,
+    ``pipelines/data/human_questions.jsonl``) or ``human_dev`` (validation, ``dev_questions.jsonl``). A
+    question the catalog cannot judge (a name it lacks, no recipe meets it) is left out."""
+    from pipelines.human_eval import judge, load_dev_questions, load_questions
 
+    if slice_name not in HAND_SLICES:
+        raise ValueError(f"no hand-written slice {slice_name!r}: {', '.join(HAND_SLICES)}")
+    eval_only = names_eval_only(idx) if slice_name == VALIDATION_SLICE else None
     out: list[tuple[Any, ...]] = []
-    for no, q in enumerate(load_questions()):
+    for no, q in enumerate(load_questions() if slice_name == "human" else load_dev_questions()):
+        if eval_only is not None and eval_only(q["q"]):
+            continue  # held-out names are eval's alone: validation never asks by one
         try:
             (correct,) = judge(catalog, [q])
         except InputError:
             continue
         cards = tuple(card_answer(idx, i, budget) for i in correct)
-        out.append((q["q"], cards[0], f"human:{no}", "human", (correct[0],), tuple(correct), cards))
+        out.append((q["q"], cards[0], f"{slice_name}:{no}", slice_name, (correct[0],), tuple(correct), cards))
     return out
+
+
+def names_eval_only(idx: CatalogIndex) -> Callable[[str], bool]:
+    """Whether a text names an ingredient by a held-out (eval-only) name, as a word, once every name that
+    training may use (catalog names, training alternates, recipe names) is taken out: "lady finger with
+    onions" does when "lady finger" is held out; "fresh coriander" does not when "coriander" is a training
+    name. A validation question that does is left out, so choices made on validation never see those names."""
+    held = heldout_forms(idx.aliases)
+    allowed = {n.lower() for ing, names in idx.aliases.items() for n in (ing, *names.seen)} | set(idx.by_ingredient)
+    allowed |= {n.lower() for n in idx.names}
+    if not held:
+        return lambda text: False
+    strip = re.compile("|".join(re.escape(n) for n in sorted(allowed, key=len, reverse=True)))
+    named = re.compile(
+        "|".join(rf"(?<![\w-]){re.escape(n.lower())}(?![\w-])" for n in sorted(held, key=len, reverse=True))
+    )
+    return lambda text: bool(named.search(strip.sub(" ", text.lower())))
 
 
 def relevant_cards(

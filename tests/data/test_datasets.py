@@ -35,8 +35,8 @@ def test_smoke_dataset_has_exact_counts_and_a_full_manifest(smoke_dir: tuple[Pat
     t = split_targets(SMOKE.synthesis)
     for split, name in FILES.items():
         df = pd.read_parquet(out / name)
-        # smoke mines no negatives; eval carries its slice
-        extra = ["slice", "relevant"] if split == "eval" else []
+        # smoke mines no negatives; validation and eval carry their slice and relevant answers
+        extra = ["slice", "relevant"] if split != "train" else []
         assert list(df.columns) == ["anchor", "positive", "intent", "group_id", *extra]
         assert len(df) == m["counts"][split]["total"] == sum(t[split].values())
         assert df.groupby("intent").size().to_dict() == {k: v for k, v in t[split].items() if v}
@@ -263,3 +263,24 @@ def test_a_users_pairs_file_gets_no_names_file(tmp_path: Path) -> None:
     m = validate_file(src, tmp_path / "d", SMOKE)
     assert NAMES not in m["files"] and "names" not in m
     assert not (tmp_path / "d" / NAMES).exists()
+
+
+def test_the_hand_written_validation_questions_are_written_in_full_with_every_correct_card(tmp_path: Path) -> None:
+    """``synthesis.human_dev``: validation.parquet holds every ``human_dev`` question beside the targeted rows,
+    each with every correct recipe card among validation's answers; train and eval hold none."""
+    from pipelines.human_eval import load_dev_questions
+    from pipelines.schemas import ValidationFileSchema
+
+    cfg = load_config("smoke", sets=["synthesis.human_dev=true"])
+    m = build_dataset(cfg, tmp_path / "d")
+    val = pd.read_parquet(tmp_path / "d" / "validation.parquet")
+    ValidationFileSchema.validate(val)
+    hand = val[val["slice"] == "human_dev"]
+    assert 200 <= len(hand) == m["counts"]["validation"]["by_slice"]["human_dev"] <= len(load_dev_questions())
+    assert len(val) - len(hand) == sum(split_targets(cfg.synthesis)["validation"].values())
+    assert (hand["intent"] == "recipe_card").all()
+    assert all(r[0] == p and len(set(r)) == len(r) for r, p in zip(hand["relevant"], hand["positive"], strict=True))
+    assert sum(len(r) for r in hand["relevant"]) > 2 * len(hand)  # most questions have several correct cards
+    for split in ("train", "eval"):
+        df = pd.read_parquet(tmp_path / "d" / FILES[split])
+        assert "slice" not in df.columns or not (df["slice"] == "human_dev").any()

@@ -9,7 +9,8 @@ import pytest
 from pipelines.catalog import load_catalog
 from pipelines.config import CatalogConfig
 from pipelines.errors import InputError
-from pipelines.human_eval import dump_jsonl, judge, judged_records, load_judged, load_questions
+from pipelines.human_eval import dump_jsonl, judge, judged_records, load_dev_questions, load_judged, load_questions
+from pipelines.schemas import normalize_text
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,21 @@ def test_committed_judgement_is_what_the_judge_writes(catalog: pd.DataFrame) -> 
     assert len({q["q"].lower() for q in questions}) == len(questions)
     assert dump_jsonl(judged_records(catalog, questions)) == dump_jsonl(load_judged())
     assert all(r["answers"] for r in load_judged())
+
+
+def test_dev_questions_are_judged_and_written_apart_from_human(catalog: pd.DataFrame) -> None:
+    """The ``human_dev`` validation questions: every one answerable from the catalog, none of them a ``human``
+    question (normalized), none twice, and none asking for exactly what a ``human`` question asks."""
+    dev, human = load_dev_questions(), load_questions()
+    assert len(dev) >= 200
+    assert all(judge(catalog, dev))  # an unknown name, group, cuisine or a question nobody answers raises
+    keys = normalize_text(pd.Series([q["q"] for q in dev]))
+    assert keys.is_unique and not keys.isin(set(normalize_text(pd.Series([q["q"] for q in human])))).any()
+
+    def need(q: dict) -> str:
+        return repr(sorted((k, sorted(v) if isinstance(v, list) else v) for k, v in q.items() if k != "q"))
+
+    assert not {need(q) for q in dev} & {need(q) for q in human}
 
 
 def _tiny() -> pd.DataFrame:

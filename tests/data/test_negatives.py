@@ -42,7 +42,8 @@ def test_train_and_validation_have_a_negative_that_is_never_a_correct_answer(min
     correct = {q: c for q, c in zip(pairs["anchor"], pairs["correct_recipes"], strict=True)}
     for split in ("train", "validation"):
         df = pd.read_parquet(out / f"{split}.parquet")
-        assert list(df.columns) == ["anchor", "positive", "negative", "intent", "group_id"]
+        extra = ["slice", "relevant"] if split == "validation" else []
+        assert list(df.columns) == ["anchor", "positive", "negative", "intent", "group_id", *extra]
         assert df["negative"].notna().all() and (df["negative"] != df["positive"]).all()
         # negatives come from the same split's answers
         assert set(df["negative"]) <= set(df["positive"])

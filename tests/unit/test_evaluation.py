@@ -19,6 +19,8 @@ from pipelines.evaluation import (
     per_query_path,
     read_per_query,
     score_pairs,
+    score_validation,
+    validation_slices,
     write_per_query,
 )
 from tests.reference_eval import reference_evaluate
@@ -225,6 +227,31 @@ def test_per_slice_and_per_intent_metrics_equal_the_whole_eval_restricted_to_the
     back = read_per_query(path)
     assert set(back) == set(dims) and np.array_equal(back[384], scores.per_query_ap[384])
     assert list(pd.read_parquet(path)["slice"]) == list(pairs["slice"])
+
+
+def test_validation_with_slices_scores_each_and_their_mean(model, recipe_pairs: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    """The validation score weighs each slice the same: 12 hand-written rows count as much as 36 synthesized."""
+    from pipelines.metrics import SELECTION, metric_key
+    from pipelines.trainer import ValidationIREvaluator
+
+    pairs = recipe_pairs.copy()
+    pairs["slice"] = ["seen_wording"] * 36 + ["human_dev"] * (len(pairs) - 36)
+    dims = (384, 64)
+    ir = queries, corpus, relevant = build_ir_data(pairs)
+    slices = validation_slices(pairs)
+    metrics = score_validation(model, ir, dims, 16, slices)
+    whole = evaluate_ir(model, queries, corpus, relevant, dims, 16)
+    assert {k: metrics[k] for k in whole} == whole
+    for d in dims:
+        per_slice = [metrics[metric_key(d, "map@100", "slice", s)] for s in ("seen_wording", "human_dev")]
+        assert metrics[metric_key(d, SELECTION)] == pytest.approx(sum(per_slice) / 2)
+        assert per_slice[0] != pytest.approx(per_slice[1])  # else the test could not tell mean from whole
+    # one slice, or none: the whole split's metrics only, and the checkpoint is chosen on map@100
+    one = score_validation(model, ir, dims, 16, {"seen_wording": slices["seen_wording"]})
+    assert one == whole
+    assert ValidationIREvaluator(pairs, dims, 16, "cosine").primary_metric == metric_key(384, SELECTION)
+    plain = ValidationIREvaluator(pairs.drop(columns=["slice"]), dims, 16, "cosine")
+    assert plain.primary_metric == metric_key(384)
 
 
 def test_an_eval_without_group_columns_has_only_whole_eval_keys(model, recipe_pairs: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]

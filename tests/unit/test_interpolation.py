@@ -39,6 +39,21 @@ def test_the_score_is_the_mean_map_at_100_over_the_dims() -> None:
         mean_primary(metrics, (384, 256, 64))
 
 
+def test_with_slices_the_score_is_their_mean_map_at_100_over_the_dims() -> None:
+    """A validation split with slices (synthesized and hand-written): the mean over slices decides, not the
+    whole split's map@100, in which the larger slice would weigh more."""
+    metrics = {
+        "dim_384_cosine_map@100": 0.9,
+        "dim_64_cosine_map@100": 0.9,
+        "dim_384_cosine_slice_mean_map@100": 0.6,
+        "dim_64_cosine_slice_mean_map@100": 0.4,
+        "slice_human_dev_dim_384_cosine_map@100": 0.1,
+    }
+    assert mean_primary(metrics, (384, 64)) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="one slice_mean_map@100 per dim"):
+        mean_primary(metrics, (384, 256, 64))
+
+
 def test_the_model_is_left_holding_the_chosen_mix() -> None:
     model = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():

@@ -8,6 +8,7 @@ import pytest
 from pipelines.metrics import (
     MAX_METRIC_KEYS,
     METRIC_NAMES,
+    SELECTION,
     SLICES,
     headline,
     headline_key,
@@ -41,7 +42,8 @@ def _metrics(slices: tuple[str, ...], intents: tuple[str, ...], value: float = 0
 def _run_keys(slices: tuple[str, ...], intents: tuple[str, ...]) -> set[str]:
     """The metric keys of a run that trained a candidate and met a champion (the most a run logs)."""
     full = _metrics(slices, intents)
-    validation = {k: v for k, v in _metrics((), ()).items()}
+    validation = _metrics(("seen_wording", "human_dev"), ())  # the synthesized and the hand-written questions
+    validation |= {metric_key(d, SELECTION): 0.5 for d in DIMS}
     keys = {mlflow_key(k) for k in headline(full, PRIMARY_DIM)}
     keys |= {"base_" + mlflow_key(k) for k in headline(full, PRIMARY_DIM, "base")}
     keys |= {"champion_" + mlflow_key(k) for k in headline(full, PRIMARY_DIM, "champion")}
@@ -76,3 +78,12 @@ def test_the_table_holds_every_metric_computed() -> None:
     assert {(r["scope"], r["group"]) for r in sizes} >= {("slice", "human"), ("intent", INTENTS[0])}
     primary = next(r for r in rows if r["key"] == metric_key(PRIMARY_DIM, kind="slice", group="human"))
     assert (primary["scope"], primary["group"], primary["dim"], primary["metric"]) == ("slice", "human", 384, "map@100")
+
+
+def test_validation_logs_its_score_and_map_at_100_per_slice_at_every_dim() -> None:
+    keys = _run_keys(SLICES, INTENTS)
+    for d in DIMS:
+        assert "validation_" + mlflow_key(metric_key(d, SELECTION)) in keys
+        for s in ("seen_wording", "human_dev"):
+            assert "validation_" + mlflow_key(metric_key(d, "map@100", "slice", s)) in keys
+            assert "validation_" + mlflow_key(metric_key(d, "ndcg@10", "slice", s)) not in keys

@@ -11,7 +11,7 @@ import pytest
 from pipelines.catalog import load_catalog
 from pipelines.config import CatalogConfig, SynthesisConfig, load_config
 from pipelines.errors import InputError
-from pipelines.schemas import SPLITS
+from pipelines.schemas import SPLITS, normalize_text
 from pipelines.synthesis import (
     ALIAS_INTENT,
     EXTRA_EVAL_SLICES,
@@ -30,6 +30,7 @@ from pipelines.synthesis import (
 from pipelines.synthesis import wordings as synthesis_wordings
 from pipelines.synthesis.catalog_index import build_index
 from pipelines.synthesis.names import bundled_glossary, catalog_aliases, heldout_forms, with_variants
+from pipelines.synthesis.slices import HAND_SLICES, VALIDATION_SLICE, names_eval_only
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,9 @@ def test_targets_follow_the_intent_weights() -> None:
 
 def test_default_size_is_the_seed_scale(default_pairs: pd.DataFrame) -> None:
     counts = default_pairs["split"].value_counts()
-    assert counts["train"] + counts["validation"] == 60_323
+    hand = default_pairs["slice"] == VALIDATION_SLICE  # the hand-written validation questions, beside the targets
+    assert hand.sum() > 200 and (default_pairs.loc[hand, "split"] == "validation").all()
+    assert counts["train"] + counts["validation"] - hand.sum() == 60_323
     extra = default_pairs["slice"].isin(EXTRA_EVAL_SLICES)
     assert counts["eval"] - extra.sum() == 6_703
     assert (default_pairs.loc[extra, "split"] == "eval").all()
@@ -280,7 +283,7 @@ def test_heldout_wordings_and_names_never_reach_train_or_validation(
     finally:
         templates.cache_clear()
     # hand-written questions and alias-definition pairs do not come from the wordings
-    pairs = pairs[(pairs["slice"] != "human") & (pairs["intent"] != ALIAS_INTENT)]
+    pairs = pairs[~pairs["slice"].isin(HAND_SLICES) & (pairs["intent"] != ALIAS_INTENT)]
     tag_of = pairs["anchor"].str.extract(r"(wq\d+x)$")[0]
     assert tag_of.notna().all()
     train_val = pairs["split"] != "eval"
@@ -312,11 +315,15 @@ def test_eval_has_every_slice_and_train_only_seen_wordings(cpu_pairs: pd.DataFra
     targeted = ev[~ev["slice"].isin(EXTRA_EVAL_SLICES)]
     share = (targeted.loc[targeted["intent"] != "recipe_card", "slice"] == "unseen_wording").mean()
     assert share == pytest.approx(load_config("cpu").synthesis.unseen_eval_fraction, abs=0.05)
-    assert (cpu_pairs.loc[cpu_pairs["split"] != "eval", "slice"] == "seen_wording").all()
+    hand = cpu_pairs["slice"] == VALIDATION_SLICE
+    assert hand.sum() > 200 and (cpu_pairs.loc[hand, "split"] == "validation").all()
+    assert (cpu_pairs.loc[(cpu_pairs["split"] != "eval") & ~hand, "slice"] == "seen_wording").all()
 
 
 def test_recipe_cards_answer_their_need(catalog: pd.DataFrame, cpu_pairs: pd.DataFrame) -> None:
-    rows = cpu_pairs[(cpu_pairs["intent"] == "recipe_card") & ~cpu_pairs["slice"].isin(EXTRA_EVAL_SLICES)]
+    rows = cpu_pairs[
+        (cpu_pairs["intent"] == "recipe_card") & ~cpu_pairs["slice"].isin([*EXTRA_EVAL_SLICES, *HAND_SLICES])
+    ]
     assert len(rows) > 50
     by_name = {n: i for i, n in enumerate(catalog["name"])}
     ingredients = {i for ings in catalog["ingredients"] for i in ings}
@@ -417,6 +424,40 @@ def test_human_questions_are_in_eval_with_every_correct_card(catalog: pd.DataFra
         assert set(relevant[k]) == cards
 
 
+def test_dev_questions_are_in_validation_and_no_synthesized_row_asks_a_hand_written_question(
+    catalog: pd.DataFrame, cpu_pairs: pd.DataFrame
+) -> None:
+    from pipelines.human_eval import judge, load_dev_questions
+
+    cfg = load_config("cpu").synthesis
+    eval_only = names_eval_only(
+        build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, variants=True)
+    )
+    asked = [q for q in load_dev_questions() if not eval_only(q["q"])]  # a held-out name is eval's alone
+    rows = cpu_pairs[cpu_pairs["slice"] == VALIDATION_SLICE]
+    assert len(rows) == len(asked) >= 200 and (rows["split"] == "validation").all()
+    assert list(rows["anchor"]) == [q["q"] for q in asked]
+    assert list(rows["correct_recipes"]) == [tuple(h) for h in judge(catalog, asked)]
+    assert all(len(c) == len(r) for c, r in zip(rows["correct_cards"], rows["correct_recipes"], strict=True))
+    keys = normalize_text(cpu_pairs["anchor"])
+    hand = cpu_pairs["slice"].isin(HAND_SLICES).to_numpy()
+    assert not keys[~hand].isin(set(keys[hand])).any()
+
+
+def test_a_synthesized_row_that_asks_a_dev_question_is_dropped() -> None:
+    from pipelines.synthesis.pairs import _without_human_questions
+
+    pairs = pd.DataFrame(
+        {
+            "anchor": ["Courgette Pasta!", "courgette pasta", "aubergine curry", "aubergine curry"],
+            "slice": ["seen_wording", VALIDATION_SLICE, "seen_wording", "human"],
+            "split": ["train", "validation", "validation", "eval"],
+        }
+    )
+    kept = _without_human_questions(pairs)
+    assert list(kept["slice"]) == [VALIDATION_SLICE, "human"]
+
+
 def test_name_variants() -> None:
     assert name_variants("potato") == ["potatoes"]
     assert name_variants("spring onions") == ["spring onion"]
@@ -429,7 +470,7 @@ def test_names_run_both_ways_and_alias_pairs_are_train_only(catalog: pd.DataFram
     base = load_config("cpu").synthesis
     # without the human slice: its questions ("beetroot") would take their alias rows out of train
     update = {"answer_alias_probability": 1.0, "alias_pairs": 0.1, "name_variants": True, "glossary": False}
-    cfg = base.model_copy(update={**update, "human_eval": False})
+    cfg = base.model_copy(update={**update, "human_eval": False, "human_dev": False})
     pairs = synthesize(catalog, cfg)
     idx = build_index(catalog, cfg.heldout_fraction, cfg.unseen_ingredient_fraction, variants=True)
     alias = pairs[pairs["intent"] == ALIAS_INTENT]

@@ -238,11 +238,11 @@ def _scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -
 
     left = list(scores)
 
-    def fake(model, queries, corpus, relevant, dims, batch_size=256, **kw):  # type: ignore[no-untyped-def]
+    def fake(model, ir, dims, batch_size, slices=None):  # type: ignore[no-untyped-def]
         value = left.pop(0)
         return {f"dim_{d}_cosine_map@100": value for d in dims}
 
-    monkeypatch.setattr(evaluation, "evaluate_ir", fake)
+    monkeypatch.setattr(evaluation, "score_validation", fake)
 
 
 def _weights(path: Path) -> dict[str, Any]:
