@@ -28,8 +28,20 @@ def dataset_key(cfg: PipelineConfig) -> str:
         "catalog": str(cfg.catalog.path.resolve()) if cfg.catalog.path else None,
         "model": cfg.model.model_dump(mode="json"),
         "catalog_digest": catalog_digest(cfg.catalog),
+        "bundled_data": bundled_data_digest(),
     }
     return _digest(relevant)[:16]
+
+
+def bundled_data_digest(data_dir: Path | None = None) -> str:
+    """Digest of the bundled data that synthesis reads beside the catalog (``pipelines/data``: wordings,
+    alternate names, the glossary, the hand-written ``human`` and ``human_dev`` questions), so an edit to
+    any of them makes a new dataset rather than reusing a cached one."""
+    root = data_dir or Path(__file__).resolve().parent / "data"
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.iterdir() if p.suffix in (".json", ".jsonl")):
+        h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def package_version() -> str:

@@ -96,6 +96,21 @@ def test_dataset_key_tracks_data_config_not_training() -> None:
     assert keys.training_key(a) != keys.training_key(same_data)
 
 
+def test_dataset_key_follows_the_bundled_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit to a bundled file synthesis reads (a hand-written question, a wording) is a new dataset."""
+    for name, text in (("dev_questions.jsonl", '{"q": "a"}\n'), ("wordings.json", "{}"), ("notes.md", "x")):
+        (tmp_path / name).write_text(text)
+    before = keys.bundled_data_digest(tmp_path)
+    (tmp_path / "notes.md").write_text("y")  # not data synthesis reads
+    assert keys.bundled_data_digest(tmp_path) == before
+    (tmp_path / "dev_questions.jsonl").write_text('{"q": "b"}\n')
+    assert keys.bundled_data_digest(tmp_path) != before
+    cfg = load_config("smoke")
+    key = keys.dataset_key(cfg)
+    monkeypatch.setattr(keys, "bundled_data_digest", lambda: "edited")
+    assert keys.dataset_key(cfg) != key
+
+
 def test_dataset_key_follows_catalog_bytes(tmp_path: Path) -> None:
     from pipelines.catalog import load_catalog
 
