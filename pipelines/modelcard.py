@@ -21,6 +21,7 @@ from pipelines.metrics import (
     groups_in,
     lookup,
     metric_key,
+    parse_key,
     size_key,
 )
 from pipelines.serving import serving_card_lines
@@ -313,13 +314,25 @@ def render_model_card(
             f"- Names stage: {stage['rounds']} rounds over {stage['pairs']:,} name pairs in {stage['classes']:,} "
             f"synonym classes ({stage['steps']} steps, {fmt(stage['seconds'])} s), before the question pairs"
         )
+    val = train_result.get("validation_metrics") or {}
+    sliced = groups_in(val, "slice")
     mix = (train_result.get("settings") or {}).get("base_interpolation")
     if mix:
         tried = ", ".join(f"{a}: {s:.4f}" for a, s in mix["validation_mean_map@100"].items())
+        score = "map@100 averaged over its slices and dims" if len(sliced) > 1 else "mean map@100 over dims"
         run_facts.append(
             f"- Weights: {mix['alpha']:g} x fine-tuned + {1 - mix['alpha']:g} x base (WiSE-FT), chosen on validation "
-            f"(mean map@100 by share of fine-tuned weights: {tried})"
+            f"({score}, by share of fine-tuned weights: {tried})"
         )
+    if len(sliced) > 1:
+        slice_dims = {p[2] for k in val if (p := parse_key(k)) and p[0] == "slice"}
+        shown = sorted({max(slice_dims), min(slice_dims)}, reverse=True)
+        per = "; ".join(
+            f"`{g}` "
+            + " / ".join(f"{v:.3f}" for d in shown if (v := lookup(val, d, kind="slice", group=g)) is not None)
+            for g in sliced
+        )
+        run_facts.append(f"- Validation map@100 at {' / '.join(map(str, shown))}, per slice: {per}")
     if run_facts:
         out += ["### Training Run", *run_facts]
     log = _loss_log(train_result)

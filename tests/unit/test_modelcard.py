@@ -42,6 +42,19 @@ def test_card_has_hyperparameters_counts_and_per_dim_tables() -> None:
     mixed = {**result, "settings": {"base_interpolation": {"alpha": 0.5, "validation_mean_map@100": {"0.5": 0.94}}}}
     card = render_model_card(cfg, cand, base, None, manifest, mixed)
     assert "- Weights: 0.5 x fine-tuned + 0.5 x base (WiSE-FT), chosen on validation" in card
+    assert "over dims, by share" in card and "per slice" not in card
+
+    # a validation split with the hand-written slice: the card says what the mix was chosen on, and shows both
+    val = {
+        f"{g}dim_{d}_cosine_map@100": v
+        for g, v in (("slice_seen_wording_", 0.9), ("slice_human_dev_", 0.4))
+        for d in (384, 64)
+    }
+    card = render_model_card(cfg, cand, base, None, manifest, {**mixed, "validation_metrics": val})
+    assert "(map@100 averaged over its slices and dims, by share of fine-tuned weights: 0.5: 0.9400)" in card
+    assert (
+        "- Validation map@100 at 384 / 64, per slice: `seen_wording` 0.900 / 0.900; `human_dev` 0.400 / 0.400" in card
+    )
 
 
 def test_metrics_table_rows_follow_the_reference_order_and_champion_column_is_optional() -> None:
