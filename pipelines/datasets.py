@@ -468,10 +468,11 @@ def split_columns(split: str, available: Any) -> list[str]:
     """The written columns of a split: ``anchor, positive[, negative], intent, group_id`` (+ ``slice`` and
     ``relevant`` in validation and eval)."""
     have = set(available)
+    graded = [c for c in ("slice", "relevant") if c in have]
     if split == "eval":
-        return [*PAIR_COLUMNS, *(c for c in ("slice", "relevant") if c in have)]
+        return [*PAIR_COLUMNS, *graded]
     cols = ["anchor", "positive", *(["negative"] if "negative" in have else []), "intent", "group_id"]
-    return cols + [c for c in ("slice", "relevant") if c in have] if split == "validation" else cols
+    return [*cols, *graded] if split == "validation" else cols
 
 
 def leakage_report(accepted: pd.DataFrame) -> dict[str, int]:

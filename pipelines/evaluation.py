@@ -38,7 +38,6 @@ from pipelines.metrics import (
     PRIMARY,
     SELECTION,
     Scores,
-    group_prefix,
     metric_key,
     parse_key,
     size_key,
@@ -399,18 +398,13 @@ def score_validation(
     more ``slices`` (``{name: bool mask over queries}``) the same per slice plus
     :data:`~pipelines.metrics.SELECTION` (map@100 averaged over the slices) at each dim, from one encode pass."""
     groups = {("slice", name): mask for name, mask in (slices or {}).items()} if len(slices or {}) > 1 else None
-    metrics = dict(score_ir(model, *ir, dims, batch_size, groups=groups).metrics)
+    scores = score_ir(model, *ir, dims, batch_size, groups=groups)
+    metrics = dict(scores.metrics)
     if groups:
-        for d in dims:
-            found = [
-                (key.removeprefix(group_prefix(*parsed[:2])), value)  # the similarity as the model names it
-                for key, value in metrics.items()
-                if (parsed := parse_key(key)) and parsed[0] == "slice" and parsed[2] == d and parsed[3] == PRIMARY
-            ]
-            whole = {key for key, _ in found}
-            if len(found) != len(groups) or len(whole) != 1:
-                raise EvaluationError(f"validation: expected map@100 of {len(groups)} slices at dim {d}")
-            metrics[whole.pop().removesuffix(PRIMARY) + SELECTION] = float(np.mean([v for _, v in found]))
+        for d in dims:  # a slice's map@100 is the mean of its queries' average precision
+            whole = next(k for k in metrics if parse_key(k) == (None, None, d, PRIMARY))  # the model's similarity
+            per_slice = [float(scores.per_query_ap[d][mask].mean()) for mask in groups.values()]
+            metrics[whole.removesuffix(PRIMARY) + SELECTION] = float(np.mean(per_slice))
     return metrics
 
 

@@ -9,10 +9,10 @@ table). A weighted average of the fine-tuned and the base weights, ``alpha * tun
 ``training.base_interpolation`` lists the ``alpha`` values tried after training (1 = the fine-tuned
 model, 0 = the base model; empty = keep the fine-tuned model). Each is scored on the validation split
 (mean map@100 over the Matryoshka dims; averaged over validation's slices where it has them, so the
-hand-written ``human_dev`` questions weigh as much as the synthesized ones); :func:`choose_alpha` takes the smallest ``alpha`` whose score
-is within ``training.base_interpolation_tolerance`` of the best: the validation split is small and
-drawn from the training distribution, and among mixes it cannot tell apart, the one nearer the base
-model keeps more of what the base knew. Eval never takes part in the choice.
+hand-written ``human_dev`` questions weigh as much as the synthesized ones); :func:`choose_alpha` takes
+the smallest ``alpha`` whose score is within ``training.base_interpolation_tolerance`` of the best: the
+validation split is small and drawn from the training distribution, and among mixes it cannot tell
+apart, the one nearer the base model keeps more of what the base knew. Eval never takes part in the choice.
 """
 
 from __future__ import annotations
@@ -128,5 +128,8 @@ def mix_with_base(
             cfg.base_interpolation_tolerance,
         )
     tried = ", ".join(f"{a:g}: {s:.4f}" for a, s in sorted(mix.scores.items()))
-    print(f"base interpolation: alpha {mix.alpha:g} (validation mean map@100 by alpha: {tried})", flush=True)
+    score = (
+        "mean over dims of map@100 averaged over its slices" if len(evaluator.slices) > 1 else "mean map@100 over dims"
+    )
+    print(f"base interpolation: alpha {mix.alpha:g} (validation {score}, by alpha: {tried})", flush=True)
     return mix
