@@ -76,6 +76,7 @@ bench: install
 	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/input_pipeline.py
+	$(BIN)/python bench/length_buckets.py
 	$(BIN)/python bench/search_bench.py
 
 clean:

@@ -206,6 +206,14 @@ class TrainingConfig(_Frozen):
     attention_backend: Literal["auto", "cudnn", "efficient", "flash", "math", "default"] = Field(
         "auto", description="SDPA kernels for training and evaluation encodes; auto: flash/efficient on CUDA."
     )
+    length_buckets: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Encode each training column in at most this many groups of similar length instead of one "
+        "batch padded to its longest text (pipelines/buckets.py): the same embeddings, less padding; 1: off. One "
+        "process only (on several ranks each column stays one batch).",
+    )
     name_rounds: int = Field(
         0,
         ge=0,

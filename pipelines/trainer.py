@@ -36,6 +36,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from pipelines import distributed, evaluation
+from pipelines.buckets import length_buckets
 from pipelines.checkpoints import CHECKPOINT_PREFIX, checkpoint_step
 from pipelines.clocks import LoopClock, StepClocks
 from pipelines.errors import InputError, RecipeEmbedError, TrainingError, write_failure
@@ -197,6 +198,7 @@ class GuardedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
         self,
         *,
         fast_input: FastTrainInput | None = None,
+        length_buckets: int = 1,
         device: str = "cpu",
         callbacks: Sequence[TrainerCallback] = (),
         **kwargs: Any,
@@ -204,6 +206,7 @@ class GuardedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
         self.clocks = StepClocks()
         self.pairs_seen = 0
         self.fast_input = fast_input
+        self.length_buckets = length_buckets
         super().__init__(callbacks=[NanGuard(), *callbacks], **kwargs)
         self.add_callback(LoopClock(self.clocks, device))
         self.remove_callback(ProgressCallback)
@@ -252,7 +255,10 @@ class GuardedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
                 if key.endswith("input_ids") and hasattr(value, "shape"):
                     self.pairs_seen += int(value.shape[0])
                     break
-        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # length groups under the loss's own model (the one MatryoshkaLoss caches the forward pass of)
+        buckets = self.length_buckets if model.training else 1
+        with length_buckets(getattr(self.loss, "model", None) if buckets > 1 else None, buckets):
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss = out[0] if isinstance(out, tuple) else out
         if model.training and not distributed.all_ranks_true(torch.isfinite(loss.detach()).all()):
             raise TrainingError(

@@ -503,6 +503,7 @@ def train(
         loss=loss,
         evaluator=evaluator,
         fast_input=fast_input,
+        length_buckets=train_cfg.length_buckets if run.world == 1 else 1,
         device=run.device,
         callbacks=callbacks,
     )
