@@ -19,8 +19,10 @@ def _digest(obj: Any) -> str:
 
 
 def dataset_key(cfg: PipelineConfig) -> str:
-    """Digest of everything that shapes the dataset: data config, tokenizer limit, catalog bytes."""
+    """Digest of everything that shapes the dataset: data config, tokenizer limit, catalog bytes, bundled data,
+    the synthesized texts' format."""
     from pipelines.catalog import catalog_digest
+    from pipelines.synthesis.pairs import SYNTHESIS_FORMAT
 
     relevant = {
         "synthesis": cfg.synthesis.model_dump(mode="json"),
@@ -29,6 +31,7 @@ def dataset_key(cfg: PipelineConfig) -> str:
         "model": cfg.model.model_dump(mode="json"),
         "catalog_digest": catalog_digest(cfg.catalog),
         "bundled_data": bundled_data_digest(),
+        "synthesis_format": SYNTHESIS_FORMAT,
     }
     return _digest(relevant)[:16]
 

@@ -224,10 +224,16 @@ def glossary_pairs(fraction: float) -> list[tuple[str, str, str]]:
     return out
 
 
-def replace_name(text: str, name: str, other: str) -> str:
-    """``text`` with every whole-word ``name`` (not part of a longer name: ``egg`` in ``egg yolks`` stays)
-    replaced by ``other``."""
-    return re.sub(rf"(?<![\w'-]){re.escape(name)}(?![\w'-])", other.replace("\\", "\\\\"), text)
+def replace_names(text: str, renames: Mapping[str, str], names: Iterable[str] = ()) -> str:
+    """``text`` with each whole-word name of ``renames`` replaced by its new name, in one pass: a name is
+    matched at most once, never inside a longer one of ``renames`` or ``names`` (``butter`` in ``peanut butter``
+    stays), and never inside a name just written (``garlic`` -> ``garlic cloves`` leaves ``spring garlic``
+    alone, and does not touch the ``garlic`` of a new ``chili garlic sauce``)."""
+    if not renames:
+        return text
+    every = sorted({*renames, *names}, key=lambda n: (-len(n), n))
+    pattern = re.compile(r"(?<![\w'-])(" + "|".join(re.escape(n) for n in every) + r")(?![\w'-])")
+    return pattern.sub(lambda m: renames.get(m.group(1), m.group(1)), text)
 
 
 def heldout_forms(table: Mapping[str, Names]) -> set[str]:

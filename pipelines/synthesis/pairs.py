@@ -13,7 +13,7 @@ from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
 from pipelines.schemas import SPLITS, normalize_text
 from pipelines.synthesis.catalog_index import CatalogIndex, build_index
-from pipelines.synthesis.names import Say, glossary_pairs, heldout_forms, replace_name
+from pipelines.synthesis.names import Say, glossary_pairs, heldout_forms, replace_names
 from pipelines.synthesis.recipe_card import Need, card_need, correct_recipes
 from pipelines.synthesis.render import answer_for, group_id_for, question_for
 from pipelines.synthesis.slices import (
@@ -185,7 +185,7 @@ def _rows(
                 needs[g] = card_need(
                     idx, subject[0], np.random.default_rng([cfg.seed, 99, subject[0]]), cfg.card_dish_probability
                 )
-                text, named = answer_for(idx, intent, subject, budget, needs[g].ingredients)
+                text, named = answer_for(idx, intent, subject, budget)
                 correct = tuple(correct_recipes(idx, needs[g]))
             else:
                 text, named = answer_for(idx, intent, subject, budget)
@@ -211,16 +211,23 @@ def _answer_ingredients(idx: CatalogIndex, intent: str, subject: tuple) -> list[
 
 
 def _rename_answer(text: str, ingredients: Iterable[str], idx: CatalogIndex, say: Say) -> str:
-    """Each ingredient that has training names, with probability 1/2, by one of them (whole words only)."""
+    """Each ingredient that has training names, with probability 1/2, by one of them (whole words only, in one
+    pass: :func:`~pipelines.synthesis.names.replace_names`)."""
     # longest first, then by name: the same order in every process (a set's order depends on the hash seed)
-    for ing in sorted(set(ingredients), key=lambda name: (-len(name), name)):
+    every = sorted(set(ingredients), key=lambda name: (-len(name), name))
+    renames: dict[str, str] = {}
+    for ing in every:
         names = idx.aliases.get(ing)
         if names is None or not names.seen or say.uniform() >= 0.5:
             continue
-        alt = say.pick_name(names.seen)
-        text = replace_name(text, ing, alt)
-    return text
+        renames[ing] = say.pick_name(names.seen)
+    return replace_names(text, renames, every)
 
+
+SYNTHESIS_FORMAT = 2
+"""The synthesized texts' format, in every dataset key: raised when the same config writes different texts
+(2: a recipe card is the recipe's one document, every ingredient in its own order), so a cached dataset of an
+older format is made again rather than reused."""
 
 ALIAS_INTENT = "alias_definition"
 """Train pairs ``alternate name -> catalog name`` (``aubergine`` -> ``eggplant``); never in validation or eval."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from pipelines.synthesis.catalog_index import CatalogIndex
@@ -22,12 +20,8 @@ def answer_for(
     intent: str,
     subject: tuple,  # type: ignore[type-arg]
     budget: int,
-    first: Sequence[str] = (),
 ) -> tuple[str, tuple[int, ...]]:
-    """The answer and the recipes it names (``()`` for "no recipes" and per-recipe facts).
-
-    ``first``: for a recipe card, the ingredients its question names (listed first on the card).
-    """
+    """The answer and the recipes it names (``()`` for "no recipes" and per-recipe facts)."""
     if intent == "ingredient_pair":
         a, b = subject
         hits = idx.pair_hits.get((a, b), [])
@@ -66,7 +60,7 @@ def answer_for(
         return fit_list(lead[0].upper() + lead[1:], items, ".", budget), tuple(int(i) for i in hit_rows)
     if intent == "recipe_card":
         (i,) = subject
-        return card_answer(idx, i, budget, first), (i,)
+        return card_answer(idx, i, budget), (i,)
     raise ValueError(f"unknown intent {intent!r}")
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from pipelines.config import SynthesisConfig
 from pipelines.errors import InputError
 from pipelines.synthesis.catalog_index import CatalogIndex
-from pipelines.synthesis.names import Say, heldout_forms, name_variants, replace_name
+from pipelines.synthesis.names import Say, heldout_forms, name_variants, replace_names
 from pipelines.synthesis.recipe_card import card_answer, fix_articles
 from pipelines.synthesis.render import answer_for, group_id_for
 from pipelines.synthesis.wordings import templates, wording_data, wordings
@@ -87,8 +87,7 @@ def other_catalog_rows(
             if gid in taken:
                 continue
             text, recipes = answer_for(idx, "ingredient_pair", (a, b), budget)
-            for ing in sorted((a, b), key=len, reverse=True):
-                text = replace_name(text, ing, theirs[ing])
+            text = replace_names(text, {a: theirs[a], b: theirs[b]})
             first, second = (b, a) if say.uniform() < 0.5 else (a, b)
             question = say.pick(pool).fill(a=say.pick(asked[first]), b=say.pick(asked[second]))
             out.append((question, text, gid, "other_catalog", recipes, recipes, ()))

@@ -29,7 +29,7 @@ from pipelines.synthesis import (
 )
 from pipelines.synthesis import wordings as synthesis_wordings
 from pipelines.synthesis.catalog_index import build_index
-from pipelines.synthesis.names import bundled_glossary, catalog_aliases, heldout_forms, with_variants
+from pipelines.synthesis.names import bundled_glossary, catalog_aliases, heldout_forms, replace_names, with_variants
 from pipelines.synthesis.slices import HAND_SLICES, VALIDATION_SLICE, names_eval_only
 
 
@@ -328,8 +328,8 @@ def test_recipe_cards_answer_their_need(catalog: pd.DataFrame, cpu_pairs: pd.Dat
     by_name = {n: i for i, n in enumerate(catalog["name"])}
     ingredients = {i for ings in catalog["ingredients"] for i in ings}
     # train/validation answers may name an ingredient by an alternate name (names run both ways); eval never
-    canonical = {a: c for c, alts in with_variants(catalog_aliases(catalog), ingredients).items()
-                 for a in alts}  # fmt: skip
+    alternates = with_variants(catalog_aliases(catalog), ingredients)
+    eval_cards: dict[str, set[str]] = {}
     for gid, pos, named, correct, split in zip(rows["group_id"], rows["positive"], rows["answer_recipes"],
                                                rows["correct_recipes"], rows["split"], strict=True):  # fmt: skip
         name = gid.removeprefix("card:")
@@ -337,16 +337,42 @@ def test_recipe_cards_answer_their_need(catalog: pd.DataFrame, cpu_pairs: pd.Dat
         r = catalog.iloc[i]
         assert pos.startswith(f"{name}: {r['cuisine']}, {r['total_time_min']} min, ")
         assert named == (i,) and i in correct
-        # the card lists first the ingredients its question names: every recipe counted as correct has them
-        first = pos.split("Ingredients: ", 1)[1].split(", ")[0].split(" and ")[0].rstrip(".")
-        if first not in r["ingredients"]:
-            assert split != "eval", (name, first)
-            first = canonical[first]
-        assert first in r["ingredients"]
-        for j in correct:
-            assert first in catalog.iloc[j]["ingredients"], (name, catalog.iloc[j]["name"])
+        # the recipe's one document, whatever the question names: its ingredients in its own order (train and
+        # validation may rename some)
+        listed = pos.split("Ingredients: ", 1)[1].removesuffix(".").split(", ")
+        head, last = listed[:-1], listed[-1]
+        cut = re.fullmatch(r"(.+) and \d+ more", last)
+        head += [cut.group(1)] if cut else [last] if len(listed) == 1 else last.split(" and ", 1)
+        if split == "eval":
+            assert head == list(r["ingredients"])[: len(head)], (name, pos)
+        else:
+            assert len(head) <= len(r["ingredients"])
+            assert all(x == ing or x in alternates.get(ing, ()) for x, ing in zip(head, r["ingredients"], strict=False))
+        if split == "eval":
+            eval_cards.setdefault(name, set()).add(pos)
+    # one text per recipe in eval, and the same text the hand-written questions' correct cards hold
+    assert all(len(v) == 1 for v in eval_cards.values())
+    hand_cards = {c.split(": ", 1)[0]: c for cards in cpu_pairs.loc[cpu_pairs["slice"] == "human", "correct_cards"]
+                  for c in cards}  # fmt: skip
+    shared = [n for n in eval_cards if n in hand_cards]
+    assert len(shared) > 20
+    assert all(eval_cards[n] == {hand_cards[n]} for n in shared)
     # questions describe a need, not the recipe's name
     assert not any(n.lower() in q.lower() for n, q in zip(rows["group_id"].str[5:], rows["anchor"], strict=True))
+
+
+def test_renaming_an_answer_touches_each_name_once() -> None:
+    # a name inside a longer one stays; a name just written is not renamed again
+    assert replace_names("peanut butter and butter", {"butter": "unsalted butter"}, ["peanut butter"]) == (
+        "peanut butter and unsalted butter"
+    )
+    text = "Ingredients: garlic, chili garlic sauce, spring garlic and coconut milk."
+    renames = {"garlic": "garlic cloves", "chili garlic sauce": "sambal", "coconut milk": "nariyal milk"}
+    assert replace_names(text, renames, ["spring garlic"]) == (
+        "Ingredients: garlic cloves, sambal, spring garlic and nariyal milk."
+    )
+    assert replace_names("eggs and egg yolks", {"egg": "hen's egg"}, ["egg yolks"]) == "eggs and egg yolks"
+    assert replace_names("a\\b", {}) == "a\\b"
 
 
 def test_correct_answers_for_negatives() -> None:
