@@ -2,7 +2,7 @@
 
 :func:`build_training_args` turns ``training.*`` into the library's training arguments (fused AdamW
 and the precision resolved for the device). :class:`GuardedTrainer` is the library's
-``SentenceTransformerTrainer`` plus four small things, each in its own place in the class:
+``SentenceTransformerTrainer`` plus five small things, each in its own place in the class:
 
 * Fast input: with ``fast_input`` set, the train ``DataLoader`` comes from :mod:`pipelines.fastdata`
   instead of the library's collator and sampler (``get_train_dataloader``).
@@ -10,6 +10,8 @@ and the precision resolved for the device). :class:`GuardedTrainer` is the libra
   :class:`pipelines.clocks.StepClocks`; :class:`pipelines.clocks.LoopClock` derives the loop's time.
 * NaN guard: every training step's loss is checked at once, on all ranks (``compute_loss``, which also
   counts the pairs trained on); :class:`NanGuard` checks the logged loss and gradient norm.
+* Length groups: with ``length_buckets`` above 1, ``compute_loss`` encodes each column of a step in groups
+  of similar length (:mod:`pipelines.buckets`).
 * Checkpoints: overrides of three private methods of the library, isolated at the end of the class,
   each saying why it exists.
 
