@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
-    from pipelines.buckets import cut_points, length_buckets
+    from pipelines.buckets import cut_points, length_buckets, spans
     from pipelines.fastdata import prepare_train_input
     from pipelines.models import resolve_base_model
 
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 worst = max(worst, abs(value.item() - reference))
                 for f in features:
                     lengths = sorted(f["attention_mask"].sum(1).tolist())
-                    cuts = cut_points(lengths, k)
-                    bounds = zip([0, *cuts], [*cuts, len(lengths)], strict=True)
+                    bounds = spans(cut_points(lengths, k), len(lengths))
                     tokens[k] += sum((hi - lo) * lengths[hi - 1] for lo, hi in bounds)
 
     ref = statistics.median(seconds[1])

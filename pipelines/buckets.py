@@ -8,7 +8,7 @@ text, and puts the embeddings back in the rows' order. Padding is masked, so eac
 padded batch gives, up to float rounding; the loss sees the same batch. Only the compute changes.
 
 :func:`length_buckets` puts it under the model's ``forward`` for one loss call (``training.length_buckets``;
-:class:`pipelines.trainer.RecipeTrainer`), beneath MatryoshkaLoss's own cache of the forward pass.
+:class:`pipelines.trainer.GuardedTrainer`), beneath MatryoshkaLoss's own cache of the forward pass.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ def cut_points(lengths: Sequence[int], k: int, overhead: int = GROUP_OVERHEAD_TO
     return sorted(c for c in cuts if c > 0)
 
 
+def spans(cuts: Sequence[int], n: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each group of ``n`` rows cut at ``cuts`` (:func:`cut_points`)."""
+    return list(zip([0, *cuts], [*cuts, n], strict=True))
+
+
 class BucketedForward:
     """``forward`` for one column at a time, in length groups; see the module docstring.
 
@@ -80,7 +85,7 @@ class BucketedForward:
             return self.forward(features)
         rows, width = mask.shape
         parts = []
-        for lo, hi in zip([0, *cuts], [*cuts, rows], strict=True):
+        for lo, hi in spans(cuts, rows):
             idx = order[lo:hi]
             longest = int(sorted_lengths[hi - 1])
             parts.append(self.forward(_take(features, idx, rows, width, longest))["sentence_embedding"])

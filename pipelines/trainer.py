@@ -259,7 +259,7 @@ class GuardedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
                     break
         # length groups under the loss's own model (the one MatryoshkaLoss caches the forward pass of)
         buckets = self.length_buckets if model.training else 1
-        with length_buckets(getattr(self.loss, "model", None) if buckets > 1 else None, buckets):
+        with length_buckets(getattr(self.loss, "model", None), buckets):
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss = out[0] if isinstance(out, tuple) else out
         if model.training and not distributed.all_ranks_true(torch.isfinite(loss.detach()).all()):

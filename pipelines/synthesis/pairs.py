@@ -181,15 +181,13 @@ def _rows(
     for g, t in zip(g_of, t_of, strict=True):
         subject = groups[g]
         if g not in known:
+            text, named = answer_for(idx, intent, subject, budget)
+            correct = named
             if intent == "recipe_card":
                 needs[g] = card_need(
                     idx, subject[0], np.random.default_rng([cfg.seed, 99, subject[0]]), cfg.card_dish_probability
                 )
-                text, named = answer_for(idx, intent, subject, budget)
                 correct = tuple(correct_recipes(idx, needs[g]))
-            else:
-                text, named = answer_for(idx, intent, subject, budget)
-                correct = named
             if rename and say.uniform() < rename:
                 text = _rename_answer(text, _answer_ingredients(idx, intent, subject), idx, say)
             known[g] = (text, group_id_for(idx, intent, subject), named, correct)
